@@ -1,0 +1,7 @@
+package main
+
+// extraCommands lists the subcommands beyond version. Each lives in its own
+// file (cloud.go, certs.go, shadow.go, …) and is added here.
+func extraCommands() []command {
+	return []command{}
+}
