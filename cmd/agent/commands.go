@@ -3,5 +3,7 @@ package main
 // extraCommands lists the subcommands beyond version. Each lives in its own
 // file (cloud.go, certs.go, shadow.go, …) and is added here.
 func extraCommands() []command {
-	return []command{}
+	return []command{
+		{name: "certs", summary: "write a development CA, server and device certificates for mutual TLS", run: runCerts},
+	}
 }
