@@ -629,4 +629,3 @@ func busSeed(seed uint64, name string) *rand.Rand {
 	_, _ = f.Write([]byte(name))
 	return rand.New(rand.NewPCG(seed, f.Sum64()))
 }
-

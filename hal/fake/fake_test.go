@@ -337,7 +337,9 @@ func TestStuckLines(t *testing.T) {
 	if out.Level() != hal.High {
 		t.Error("Level() must still report what was set")
 	}
-	if _, err := h.WaitOp(ctx, func(o fake.Op) bool { return o.Kind == fake.OpFault && o.Name == "relay" && o.Detail == "stuck: set ignored" }); err != nil {
+	if _, err := h.WaitOp(ctx, func(o fake.Op) bool {
+		return o.Kind == fake.OpFault && o.Name == "relay" && o.Detail == "stuck: set ignored"
+	}); err != nil {
 		t.Error(err)
 	}
 	h.Unstick("relay")
