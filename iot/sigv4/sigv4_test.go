@@ -63,7 +63,11 @@ func TestPresignMatchesPythonSDKVector(t *testing.T) {
 // independentSignature computes a SigV4 signature from a canonical request
 // written out literally, without using this package's helpers.
 func independentSignature(secret, canonicalRequest string) string {
-	mac := func(key []byte, s string) []byte { h := hmac.New(sha256.New, key); h.Write([]byte(s)); return h.Sum(nil) }
+	mac := func(key []byte, s string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(s))
+		return h.Sum(nil)
+	}
 	crHash := sha256.Sum256([]byte(canonicalRequest))
 	sts := "AWS4-HMAC-SHA256\n20240301T123456Z\n20240301/eu-west-1/iotdevicegateway/aws4_request\n" + hex.EncodeToString(crHash[:])
 	k := mac(mac(mac(mac([]byte("AWS4"+secret), "20240301"), "eu-west-1"), "iotdevicegateway"), "aws4_request")
