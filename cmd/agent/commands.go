@@ -4,6 +4,7 @@ package main
 // file (cloud.go, certs.go, shadow.go, …) and is added here.
 func extraCommands() []command {
 	return []command{
+		{name: "cloud", summary: "run the local AWS IoT cloud: MQTT broker + Device Shadow service", run: runCloud},
 		{name: "certs", summary: "write a development CA, server and device certificates for mutual TLS", run: runCerts},
 	}
 }

@@ -1,0 +1,178 @@
+package localcloud
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/pinshadow/pinshadow/localcloud/shadow"
+)
+
+// ALPNProtocol is the TLS application protocol AWS IoT clients offer for
+// MQTT with X.509 client certificates (port 443); the TLS listener accepts
+// it, and plain "mqtt".
+const ALPNProtocol = "x-amzn-mqtt-ca"
+
+// Endpoint is one address the server listens on.
+type Endpoint struct {
+	// Name is "mqtt" (plain TCP), "mqtts" (mutual TLS) or "ws" (WebSocket).
+	Name string
+	Addr net.Addr
+}
+
+// embedded is the in-process mochi-mqtt broker.
+type embedded struct {
+	srv       *mqtt.Server
+	endpoints []Endpoint
+	closers   []func() // listeners bound but not yet owned by mochi
+}
+
+// newEmbedded binds the listeners. Nothing runs until serve.
+func newEmbedded(o *Options) (_ *embedded, err error) {
+	e := &embedded{}
+	defer func() {
+		if err != nil {
+			for _, c := range e.closers {
+				c()
+			}
+		}
+	}()
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1
+	caps.MaximumPacketSize = MaxPacketSize
+	e.srv = mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Capabilities: caps,
+		Logger:       slog.New(quietHandler{o.Logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "broker")})}),
+	})
+	if err := e.srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("broker auth hook: %w", err)
+	}
+	if o.Listen != "" {
+		ln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt listener: %w", err)
+		}
+		e.closers = append(e.closers, func() { ln.Close() })
+		if err := e.srv.AddListener(listeners.NewNet("mqtt", ln)); err != nil {
+			return nil, fmt.Errorf("mqtt listener %s: %w", ln.Addr(), err)
+		}
+		e.endpoints = append(e.endpoints, Endpoint{Name: "mqtt", Addr: ln.Addr()})
+	}
+	if o.TLSListen != "" {
+		cfg, err := serverTLSConfig(o.TLSCertFile, o.TLSKeyFile, o.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", o.TLSListen)
+		if err != nil {
+			return nil, fmt.Errorf("mqtts listener: %w", err)
+		}
+		e.closers = append(e.closers, func() { ln.Close() })
+		if err := e.srv.AddListener(listeners.NewNet("mqtts", tls.NewListener(ln, cfg))); err != nil {
+			return nil, fmt.Errorf("mqtts listener %s: %w", ln.Addr(), err)
+		}
+		e.endpoints = append(e.endpoints, Endpoint{Name: "mqtts", Addr: ln.Addr()})
+	}
+	if o.WSListen != "" {
+		ln, err := net.Listen("tcp", o.WSListen)
+		if err != nil {
+			return nil, fmt.Errorf("ws listener: %w", err)
+		}
+		e.closers = append(e.closers, func() { ln.Close() })
+		ws := newWSListener("ws", ln)
+		if err := e.srv.AddListener(ws); err != nil {
+			return nil, fmt.Errorf("ws listener %s: %w", ln.Addr(), err)
+		}
+		e.endpoints = append(e.endpoints, Endpoint{Name: "ws", Addr: ln.Addr()})
+	}
+	return e, nil
+}
+
+// serverTLSConfig is mutual TLS as AWS IoT does it: TLS ≥ 1.2 and a client
+// certificate chaining to the client CA is required.
+func serverTLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS server certificate %s / key %s: %w", certFile, keyFile, err)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("client CA %s: no PEM certificate found", caFile)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{ALPNProtocol, "mqtt"},
+	}, nil
+}
+
+// serve attaches the shadow service and starts the broker.
+func (e *embedded) serve(svc *service) error {
+	handler := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		// Copy: the packet is shared with every other subscriber.
+		svc.submit(pk.TopicName, append([]byte(nil), pk.Payload...), pk.Origin)
+	}
+	for i, f := range shadow.RequestFilters() {
+		if err := e.srv.Subscribe(f, i+1, handler); err != nil {
+			return fmt.Errorf("subscribe shadow service to %s: %w", f, err)
+		}
+	}
+	e.closers = nil // mochi owns the listeners now
+	if err := e.srv.Serve(); err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	return nil
+}
+
+// publish sends a response through the inline client. Mochi delivers it at
+// min(1, subscription QoS).
+func (e *embedded) publish(_ context.Context, topic string, payload []byte) error {
+	return e.srv.Publish(topic, payload, false, 1)
+}
+
+// close stops listeners and disconnects every client.
+func (e *embedded) close() {
+	for _, c := range e.closers {
+		c()
+	}
+	if e.closers == nil {
+		_ = e.srv.Close()
+	}
+}
+
+// quietHandler demotes mochi's chatty Info logs (hooks added, listeners
+// attached, start/stop banners) to Debug; warnings and errors pass.
+type quietHandler struct{ h slog.Handler }
+
+func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return q.h.Enabled(ctx, l)
+}
+
+func (q quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	return q.h.Handle(ctx, r)
+}
+
+func (q quietHandler) WithAttrs(as []slog.Attr) slog.Handler { return quietHandler{q.h.WithAttrs(as)} }
+func (q quietHandler) WithGroup(n string) slog.Handler       { return quietHandler{q.h.WithGroup(n)} }
