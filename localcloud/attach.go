@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -17,10 +18,13 @@ type attached struct {
 	url    string
 	client paho.Client
 	log    *slog.Logger
+	// ready is closed after the first successful subscription.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 func newAttached(o *Options, svc *service) *attached {
-	a := &attached{url: o.Broker, log: o.Logger.With("component", "broker-client")}
+	a := &attached{url: o.Broker, log: o.Logger.With("component", "broker-client"), ready: make(chan struct{})}
 	filters := map[string]byte{}
 	for _, f := range shadow.RequestFilters() {
 		filters[f] = 1
@@ -44,6 +48,7 @@ func newAttached(o *Options, svc *service) *attached {
 			return
 		}
 		a.log.Info("attached to broker", "broker", o.Broker)
+		a.readyOnce.Do(func() { close(a.ready) })
 	})
 	po.SetConnectionLostHandler(func(_ paho.Client, err error) {
 		a.log.Warn("lost broker connection; reconnecting", "broker", o.Broker, "error", err)
@@ -52,19 +57,24 @@ func newAttached(o *Options, svc *service) *attached {
 	return a
 }
 
-// connect makes the first connection; later drops reconnect on their own.
+// connect makes the first connection and returns once the service is
+// subscribed to the request topics; later drops reconnect on their own.
 func (a *attached) connect(ctx context.Context) error {
 	t := a.client.Connect()
 	select {
 	case <-t.Done():
 	case <-ctx.Done():
-		a.client.Disconnect(0)
 		return fmt.Errorf("connect to broker %s: %w", a.url, ctx.Err())
 	}
 	if err := t.Error(); err != nil {
 		return fmt.Errorf("connect to broker %s: %w", a.url, err)
 	}
-	return nil
+	select {
+	case <-a.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("subscribe to shadow requests on broker %s: %w", a.url, ctx.Err())
+	}
 }
 
 // publish hands a QoS 1 response to the client without waiting for the
