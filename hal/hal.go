@@ -65,14 +65,19 @@ type InputConfig struct {
 	ActiveLow bool
 	Pull      Pull
 	Edge      Edge
-	// Debounce suppresses edges that follow a previous one within this time.
+	// Debounce is how long the line must stay at a new level before the
+	// change counts: shorter pulses are contact bounce and are dropped, and
+	// an edge is reported only when the settled level differs from the last
+	// one reported. Zero reports every edge.
 	Debounce time.Duration
 }
 
 // EdgeEvent is one debounced transition of an input.
 type EdgeEvent struct {
 	Level Level // logical level after the edge
-	Time  time.Time
+	// Time is when the transition was seen (hal/fake: the last wire change;
+	// hal/periph: when the settled level was read).
+	Time time.Time
 }
 
 // DigitalOut is an opened output line.
@@ -114,7 +119,9 @@ type I2CBus = i2c.BusCloser
 
 // HAL opens lines and buses by name. Names are implementation-specific:
 // hal/periph accepts kernel line names ("GPIO17") and "chip/offset"
-// ("gpiochip0/17"), buses as "1" or "/dev/i2c-1", PWM as "pwmchip0/0".
+// ("gpiochip0/17"), buses as "1", "I2C1" or "/dev/i2c-1", PWM as
+// "pwmchip0/0" or "DEVICE/CHANNEL" ("1f00098000.pwm/2"). Package board
+// turns user-facing names ("pin11", "GPIO17") into these.
 type HAL interface {
 	OpenOutput(ctx context.Context, name string, cfg OutputConfig) (DigitalOut, error)
 	OpenInput(ctx context.Context, name string, cfg InputConfig) (DigitalIn, error)
