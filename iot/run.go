@@ -1,0 +1,365 @@
+package iot
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/pinshadow/pinshadow/iot/sigv4"
+)
+
+// run is the connection loop: connect, serve until the connection drops,
+// back off, repeat — forever, until Close. Reconnection is driven here
+// rather than by paho (AutoReconnect/ConnectRetry off) so the backoff,
+// jitter, resubscription and draining follow this package's rules exactly.
+// Each attempt uses a fresh paho client, as paho advises against reusing
+// one after a disconnect.
+func (c *Client) run() {
+	defer func() {
+		<-c.dispDone
+		c.finish()
+		close(c.done)
+	}()
+	b := NewBackoff(c.cfg.Backoff, c.rand)
+	for {
+		c.setState(StateConnecting)
+		cli, watch, sessionPresent, err := c.dial()
+		if c.runCtx.Err() != nil {
+			if cli != nil {
+				cli.Disconnect(uint(c.cfg.DisconnectTimeout.Milliseconds()))
+			}
+			return
+		}
+		if err != nil {
+			wait := b.Failed()
+			c.mu.Lock()
+			c.attempts++
+			c.stats.ConnectFailures++
+			c.stats.LastError, c.stats.LastErrorAt = err, c.now()
+			c.state = StateOffline
+			c.notifyLocked()
+			c.mu.Unlock()
+			c.emit(Event{Type: EventConnectFailed, Err: err, RetryIn: wait})
+			if !c.sleep(wait) {
+				return
+			}
+			continue
+		}
+		b.Connected(c.now())
+		lostErr, closing := c.serve(cli, watch, sessionPresent)
+		if closing {
+			cli.Disconnect(uint(c.cfg.DisconnectTimeout.Milliseconds()))
+			return
+		}
+		wait := b.Disconnected(c.now())
+		c.mu.Lock()
+		c.state = StateOffline
+		c.conn, c.watch = nil, nil
+		c.stats.Drops++
+		c.stats.OnlineSince = time.Time{}
+		c.stats.LastError, c.stats.LastErrorAt = lostErr, c.now()
+		c.notifyLocked()
+		c.mu.Unlock()
+		c.emit(Event{Type: EventOffline, Err: lostErr, RetryIn: wait})
+		if !c.sleep(wait) {
+			return
+		}
+	}
+}
+
+// sleep waits d or until Close; it reports whether to go on.
+func (c *Client) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.closeCh:
+		return false
+	}
+}
+
+// attemptConn remembers the network connection of an attempt so it can be
+// closed if the attempt is abandoned (connect timeout or Close), which
+// makes paho's CONNACK wait return at once.
+type attemptConn struct {
+	mu      sync.Mutex
+	conn    net.Conn
+	aborted bool
+}
+
+func (a *attemptConn) set(conn net.Conn) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.aborted {
+		conn.Close()
+		return errors.New("connection attempt abandoned")
+	}
+	a.conn = conn
+	return nil
+}
+
+func (a *attemptConn) abort() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.aborted = true
+	if a.conn != nil {
+		a.conn.Close()
+	}
+}
+
+// dial makes one connection attempt with a new paho client.
+func (c *Client) dial() (mqtt.Client, *connWatch, bool, error) {
+	ctx, cancel := context.WithTimeout(c.runCtx, c.cfg.ConnectTimeout)
+	defer cancel()
+	watch := newConnWatch()
+	att := &attemptConn{}
+
+	o := mqtt.NewClientOptions()
+	o.AddBroker("tcp://" + c.endpoint) // the real dial happens in open
+	o.SetClientID(c.cfg.ClientID)
+	o.SetProtocolVersion(4)
+	o.SetCleanSession(c.cfg.CleanSession)
+	o.SetKeepAlive(c.cfg.KeepAlive)
+	o.SetPingTimeout(min(10*time.Second, c.cfg.KeepAlive))
+	o.SetConnectTimeout(c.cfg.ConnectTimeout)
+	o.SetWriteTimeout(c.cfg.OperationTimeout)
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetOrderMatters(true) // our handler only enqueues, so ordering costs nothing
+	o.SetDefaultPublishHandler(c.receive)
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { watch.lost(err) })
+	o.SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
+		conn, err := c.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := att.set(conn); err != nil {
+			return nil, err
+		}
+		return conn, nil
+	})
+	if c.cfg.Username != "" {
+		o.SetUsername(c.cfg.Username)
+		if c.cfg.Password != "" {
+			o.SetPassword(c.cfg.Password)
+		}
+	}
+	if w := c.cfg.Will; w != nil {
+		o.SetBinaryWill(w.Topic, w.Payload, byte(w.QoS), w.Retain)
+	}
+
+	cli := mqtt.NewClient(o)
+	tok := cli.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		att.abort()
+		<-tok.Done() // bounded: dial ctx is cancelled and the socket closed
+	}
+	if err := tok.Error(); err != nil {
+		return nil, nil, false, c.connectError(ctx, tok, err)
+	}
+	ct, _ := tok.(*mqtt.ConnectToken)
+	return cli, watch, ct != nil && ct.SessionPresent(), nil
+}
+
+// connectError turns paho's connect error into this package's types.
+func (c *Client) connectError(ctx context.Context, tok mqtt.Token, err error) error {
+	if ct, ok := tok.(*mqtt.ConnectToken); ok {
+		if rc := ct.ReturnCode(); rc >= packets.ErrRefusedBadProtocolVersion && rc <= packets.ErrRefusedNotAuthorised {
+			return &ConnectRefusedError{Endpoint: c.endpoint, Code: rc}
+		}
+	}
+	if errors.Is(err, ErrTLS) || errors.Is(err, ErrCredentials) || errors.Is(err, ErrConfig) {
+		return err // already classified in open
+	}
+	if err := classifyTLS(c.endpoint, err); errors.Is(err, ErrTLS) {
+		return err
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no CONNACK from %s (%s) within %s: %v", ErrConnectTimeout, c.endpoint, c.cfg.Transport, c.cfg.ConnectTimeout, err)
+	}
+	return fmt.Errorf("iot: connecting to %s (%s): %w", c.endpoint, c.cfg.Transport, err)
+}
+
+// open dials the transport. It is called by paho for every attempt, so the
+// WebSocket URL is presigned afresh each time.
+func (c *Client) open(ctx context.Context) (net.Conn, error) {
+	switch c.cfg.Transport {
+	case TransportTCP:
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", c.endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("plain TCP (local development only) to %s: %w", c.endpoint, err)
+		}
+		return conn, nil
+	case TransportMQTTS, TransportALPN:
+		d := &tls.Dialer{Config: c.tls.Clone()}
+		conn, err := d.DialContext(ctx, "tcp", c.endpoint)
+		if err != nil {
+			return nil, classifyTLS(c.endpoint, err)
+		}
+		return conn, nil
+	}
+	// WebSocket.
+	creds, err := c.creds.Retrieve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	scheme, defPort := "wss", 443
+	if c.cfg.Transport == TransportWS {
+		scheme, defPort = "ws", 80
+	}
+	hostHeader := c.host
+	if c.port != defPort {
+		hostHeader = net.JoinHostPort(c.host, strconv.Itoa(c.port))
+	}
+	u, err := sigv4.IoTWebSocketURL(scheme, hostHeader, c.region, creds, c.now(), 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var tlsCfg *tls.Config
+	if c.tls != nil {
+		tlsCfg = c.tls.Clone()
+	}
+	conn, err := mqtt.NewWebsocket(u.String(), tlsCfg, c.cfg.ConnectTimeout, nil, nil)
+	if err != nil {
+		return nil, classifyTLS(c.endpoint, fmt.Errorf("websocket %s://%s/mqtt: %w", scheme, hostHeader, err))
+	}
+	return conn, nil
+}
+
+// serve restores subscriptions, goes online, then drains the offline queue
+// until the connection drops (lostErr) or Close is called (closing).
+func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (lostErr error, closing bool) {
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	c.mu.Unlock()
+
+	// Restore every recorded subscription, then go online atomically with
+	// the check that nothing was added meanwhile (Subscribe while not
+	// online only records).
+	for {
+		c.mu.Lock()
+		var pending []*subscription
+		for _, s := range c.subs {
+			if s.gen != gen {
+				pending = append(pending, s)
+			}
+		}
+		if len(pending) == 0 {
+			c.state = StateOnline
+			c.conn, c.watch = cli, watch
+			c.stats.Connects++
+			c.stats.OnlineSince = c.now()
+			c.notifyLocked()
+			c.mu.Unlock()
+			break
+		}
+		c.mu.Unlock()
+		err := c.subscribe(c.runCtx, cli, watch, gen, pending)
+		switch {
+		case errors.Is(err, errConnLost):
+			return watch.err, false
+		case errors.Is(err, ErrClosed), c.runCtx.Err() != nil:
+			return nil, true
+		case err != nil:
+			c.emit(Event{Type: EventSubscribeFailed, Err: err})
+			c.mu.Lock()
+			for _, s := range pending {
+				s.gen = gen // do not retry on this connection
+			}
+			c.mu.Unlock()
+		}
+	}
+	c.emit(Event{Type: EventOnline, SessionPresent: sessionPresent})
+
+	if c.queue == nil {
+		select {
+		case <-watch.dead:
+			return watch.err, false
+		case <-c.closeCh:
+			return nil, true
+		}
+	}
+	var next time.Time // earliest time for the next drained message
+	drained := false
+	for {
+		var (
+			tick  <-chan time.Time
+			timer *time.Timer
+		)
+		if c.queue.len() > 0 {
+			timer = time.NewTimer(max(time.Until(next), 0))
+			tick = timer.C
+		} else if drained {
+			drained = false
+			c.emit(Event{Type: EventQueueDrained})
+		}
+		select {
+		case <-watch.dead:
+			return watch.err, false
+		case <-c.closeCh:
+			return nil, true
+		case <-c.wake:
+			if timer != nil {
+				timer.Stop()
+			}
+		case <-tick:
+			next = time.Now().Add(c.cfg.Queue.DrainInterval)
+			if err := c.drainOne(cli, watch); err != nil {
+				switch {
+				case errors.Is(err, errConnLost):
+					return watch.err, false
+				case errors.Is(err, ErrClosed):
+					return nil, true
+				}
+				c.recordError(err)
+				continue
+			}
+			drained = true
+		}
+	}
+}
+
+// drainOne publishes the oldest queued message and removes it once sent.
+func (c *Client) drainOne(cli mqtt.Client, watch *connWatch) error {
+	m, ok, err := c.queue.front()
+	if err != nil || !ok {
+		return err
+	}
+	tok := cli.Publish(m.Topic, byte(m.QoS), m.Retain, m.Payload)
+	if err := c.await(c.runCtx, tok, watch); err != nil {
+		if errors.Is(err, mqtt.ErrNotConnected) {
+			// paho has seen the loss; its callback follows shortly.
+			t := time.NewTimer(c.cfg.OperationTimeout)
+			defer t.Stop()
+			select {
+			case <-watch.dead:
+				return fmt.Errorf("%w: %v", errConnLost, err)
+			case <-c.closeCh:
+				return ErrClosed
+			case <-t.C:
+				return fmt.Errorf("iot: draining offline queue: %w", err)
+			}
+		}
+		return fmt.Errorf("iot: draining offline queue (message to %q): %w", m.Topic, err)
+	}
+	if err := c.queue.remove(m); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.stats.Drained++
+	c.mu.Unlock()
+	return nil
+}
