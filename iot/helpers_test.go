@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,12 @@ func startBroker(t *testing.T, ln net.Listener, hook mochi.Hook) *broker {
 			t.Fatal(err)
 		}
 	}
+	return startBrokerListener(t, listeners.NewNet("t", ln), hook)
+}
+
+// startBrokerListener serves MQTT on a mochi listener.
+func startBrokerListener(t *testing.T, l listeners.Listener, hook mochi.Hook) *broker {
+	t.Helper()
 	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if hook == nil {
 		hook = new(auth.AllowHook)
@@ -51,13 +58,13 @@ func startBroker(t *testing.T, ln net.Listener, hook mochi.Hook) *broker {
 	if err := srv.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddListener(listeners.NewNet("t", ln)); err != nil {
+	if err := srv.AddListener(l); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{t: t, srv: srv, addr: ln.Addr().String()}
+	b := &broker{t: t, srv: srv, addr: l.Address()}
 	t.Cleanup(b.stop)
 	return b
 }
@@ -211,25 +218,38 @@ type alpnListener struct {
 }
 
 func (l *alpnListener) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := l.handshake(conn); ok {
+			return tc, nil
+		}
 	}
+}
+
+// handshake completes the server handshake; failed connections are closed
+// here rather than handed to mochi.
+func (l *alpnListener) handshake(conn net.Conn) (net.Conn, bool) {
 	tc := tls.Server(conn, l.cfg)
 	_ = tc.SetDeadline(time.Now().Add(waitFor))
 	if err := tc.Handshake(); err != nil {
+		// With TLS 1.3 the client learns of a rejected certificate only
+		// when it reads: let it read the alert before closing.
+		tc.Close()
 		select {
 		case l.negotiated <- "handshake error: " + err.Error():
 		default:
 		}
-		return tc, nil // mochi reads, fails and drops it
+		return nil, false
 	}
 	_ = tc.SetDeadline(time.Time{})
 	select {
 	case l.negotiated <- tc.ConnectionState().NegotiatedProtocol:
 	default:
 	}
-	return tc, nil
+	return tc, true
 }
 
 // wsListener is a mochi listener serving MQTT over WebSocket on a
@@ -238,10 +258,11 @@ func (l *alpnListener) Accept() (net.Conn, error) {
 type wsListener struct {
 	ln    net.Listener
 	srv   *http.Server
-	urls  chan string
+	reqs  chan wsRequest
 	mu    sync.Mutex
 	conns []*websocket.Conn
-	done  chan struct{}
+
+	establish listeners.EstablishFn
 }
 
 func newWSListener(t *testing.T) *wsListener {
@@ -249,37 +270,49 @@ func newWSListener(t *testing.T) *wsListener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &wsListener{ln: ln, urls: make(chan string, 16), done: make(chan struct{})}
+	return &wsListener{ln: ln, reqs: make(chan wsRequest, 16)}
 }
 
-func (l *wsListener) ID() string                 { return "ws" }
-func (l *wsListener) Address() string            { return l.ln.Addr().String() }
-func (l *wsListener) Protocol() string           { return "ws" }
-func (l *wsListener) Init(*slog.Logger) error    { return nil }
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
-	l.srv.Close()
-	<-l.done
-	closeClients(l.ID())
+// wsRequest is what the server saw of a WebSocket upgrade request.
+type wsRequest struct {
+	Host string
+	URL  *url.URL
 }
 
-func (l *wsListener) Serve(establish listeners.EstablishFn) {
+func (l *wsListener) ID() string       { return "ws" }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+func (l *wsListener) Init(*slog.Logger) error {
 	up := websocket.Upgrader{Subprotocols: []string{"mqtt"}, CheckOrigin: func(*http.Request) bool { return true }}
 	l.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.urls <- r.URL.String()
+		l.reqs <- wsRequest{Host: r.Host, URL: r.URL}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		l.mu.Lock()
 		l.conns = append(l.conns, ws)
+		establish := l.establish
 		l.mu.Unlock()
 		defer ws.Close()
 		_ = establish(l.ID(), &wsConn{Conn: ws.UnderlyingConn(), ws: ws})
 	})}
-	go func() {
-		defer close(l.done)
-		_ = l.srv.Serve(l.ln)
-	}()
+	return nil
+}
+
+// Serve is run by mochi on its own goroutine and returns when Close
+// closes the HTTP server.
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	l.establish = establish
+	l.mu.Unlock()
+	_ = l.srv.Serve(l.ln)
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.srv.Close()
+	closeClients(l.ID())
 }
 
 // dropAll closes every WebSocket connection (the client sees a loss).

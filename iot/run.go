@@ -180,8 +180,10 @@ func (c *Client) connectError(ctx context.Context, tok mqtt.Token, err error) er
 			return &ConnectRefusedError{Endpoint: c.endpoint, Code: rc}
 		}
 	}
-	if errors.Is(err, ErrTLS) || errors.Is(err, ErrCredentials) || errors.Is(err, ErrConfig) {
-		return err // already classified in open
+	err = unwrapPaho(err)
+	var te *TLSError
+	if errors.As(err, &te) {
+		return te // classified in open, message already complete
 	}
 	if err := classifyTLS(c.endpoint, err); errors.Is(err, ErrTLS) {
 		return err
@@ -190,6 +192,17 @@ func (c *Client) connectError(ctx context.Context, tok mqtt.Token, err error) er
 		return fmt.Errorf("%w: no CONNACK from %s (%s) within %s: %v", ErrConnectTimeout, c.endpoint, c.cfg.Transport, c.cfg.ConnectTimeout, err)
 	}
 	return fmt.Errorf("iot: connecting to %s (%s): %w", c.endpoint, c.cfg.Transport, err)
+}
+
+// unwrapPaho strips paho's "network Error : <cause>" wrapper (built with
+// two %w verbs) so messages start with the cause.
+func unwrapPaho(err error) error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := u.Unwrap(); len(errs) == 2 && errs[0] == packets.ConnErrors[packets.ErrNetworkError] {
+			return errs[1]
+		}
+	}
+	return err
 }
 
 // open dials the transport. It is called by paho for every attempt, so the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"time"
 )
@@ -159,6 +160,7 @@ func classifyTLS(endpoint string, err error) error {
 		hostErr   x509.HostnameError
 		verifyErr *tls.CertificateVerificationError
 		alert     tls.AlertError
+		opErr     *net.OpError
 		recErr    tls.RecordHeaderError
 	)
 	switch {
@@ -174,7 +176,9 @@ func classifyTLS(endpoint string, err error) error {
 		return &TLSError{Endpoint: endpoint, Err: err, Hint: "the broker's certificate does not name this endpoint; connect by host name, not IP"}
 	case errors.As(err, &verifyErr):
 		return &TLSError{Endpoint: endpoint, Err: err, Hint: "the broker's certificate could not be verified"}
-	case errors.As(err, &alert):
+	case errors.As(err, &alert), errors.As(err, &opErr) && opErr.Op == "remote error":
+		// crypto/tls reports a received alert as a *net.OpError with Op
+		// "remote error" (tls.AlertError is only used for QUIC).
 		return &TLSError{Endpoint: endpoint, Err: err, Hint: "the broker rejected the TLS handshake, usually our client certificate: check it is registered and active"}
 	case errors.As(err, &recErr):
 		return &TLSError{Endpoint: endpoint, Err: err, Hint: "the server did not answer with TLS; is this a plain MQTT port?"}
