@@ -294,7 +294,7 @@ func (h *HAL) OpenInput(ctx context.Context, name string, cfg hal.InputConfig) (
 		h.log.add(Op{Kind: OpPhysical, Name: name, High: high})
 	}
 	p.reported = logical(high, cfg.ActiveLow)
-	return &input{h: h, p: p, gen: p.gen, done: make(chan struct{})}, nil
+	return &input{h: h, p: p, gen: p.gen, edge: cfg.Edge, done: make(chan struct{})}, nil
 }
 
 // SetInput drives the wire of line name to high (true = electrical high,
@@ -498,6 +498,7 @@ type input struct {
 	h    *HAL
 	p    *pin
 	gen  int
+	edge hal.Edge // immutable copy: the pin's config changes if it is reopened
 	done chan struct{}
 	once sync.Once
 }
@@ -528,7 +529,7 @@ func (in *input) Read(ctx context.Context) (hal.Level, error) {
 // settled level differs from the last reported one. Edges are queued from
 // open, so none is lost between calls.
 func (in *input) WaitForEdge(ctx context.Context) (hal.EdgeEvent, error) {
-	if in.p.inCfg.Edge == hal.EdgeNone {
+	if in.edge == hal.EdgeNone {
 		return hal.EdgeEvent{}, fmt.Errorf("fake: wait for edge on %q: opened with EdgeNone: %w", in.p.name, hal.ErrInvalid)
 	}
 	h := in.h
