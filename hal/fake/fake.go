@@ -316,9 +316,7 @@ func (h *HAL) SetInput(name string, high bool) error {
 		h.log.add(Op{Kind: OpFault, Name: name, High: *p.stuck, Detail: "stuck: drive ignored"})
 		return nil
 	}
-	if p.mode == modeIn {
-		h.setWireLocked(p, high)
-	}
+	h.setWireLocked(p, high)
 	return nil
 }
 
