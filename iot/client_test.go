@@ -1,6 +1,7 @@
 package iot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -376,4 +377,31 @@ func TestSlowHandlerDoesNotStallConnection(t *testing.T) {
 		t.Fatalf("publish with stuck handler: %v %v", res, err)
 	}
 	receiveN(t, got, 1)
+}
+
+// The connection loop applies the backoff policy to failed attempts,
+// including the very first ones, and keeps going.
+func TestReconnectLoopUsesBackoff(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	addr := b.addr
+	b.stop()
+	c := newClient(t, Config{Endpoint: addr, Transport: TransportTCP,
+		Backoff: BackoffConfig{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond, Stable: time.Second, Jitter: JitterNone}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_ = c.Connect(ctx) // starts the loop; returns at once
+	var waits []time.Duration
+	for len(waits) < 5 {
+		ev := waitEvent(t, c, EventConnectFailed)
+		if ev.Err == nil {
+			t.Fatal("connect-failed event without error")
+		}
+		waits = append(waits, ev.RetryIn)
+	}
+	want := []time.Duration{5, 10, 20, 20, 20}
+	for i := range want {
+		if waits[i] != want[i]*time.Millisecond {
+			t.Fatalf("retry waits %v, want %v ms", waits, want)
+		}
+	}
 }

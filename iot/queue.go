@@ -113,10 +113,15 @@ type memoryStore struct {
 	seq  uint64
 }
 
-func (s *memoryStore) Len() int                   { return len(s.msgs) }
-func (s *memoryStore) Push(m queuedMessage) error { s.msgs = append(s.msgs, m); return nil }
-func (s *memoryStore) Close() error               { s.msgs = nil; return nil }
-func (s *memoryStore) PopFront() error            { s.msgs[0] = queuedMessage{}; s.msgs = s.msgs[1:]; return nil }
+func (s *memoryStore) Len() int { return len(s.msgs) }
+func (s *memoryStore) Push(m queuedMessage) error {
+	s.seq++
+	m.ID = s.seq
+	s.msgs = append(s.msgs, m)
+	return nil
+}
+func (s *memoryStore) Close() error    { s.msgs = nil; return nil }
+func (s *memoryStore) PopFront() error { s.msgs[0] = queuedMessage{}; s.msgs = s.msgs[1:]; return nil }
 func (s *memoryStore) Front() (queuedMessage, bool, error) {
 	if len(s.msgs) == 0 {
 		return queuedMessage{}, false, nil
