@@ -366,3 +366,37 @@ func TestInputBrokenEdgeDetectionFailsInsteadOfSpinning(t *testing.T) {
 		t.Errorf("got %v, want errEdgeBroken", err)
 	}
 }
+
+func TestHALCloseReleasesLinesAndUnblocksWaiters(t *testing.T) {
+	out, in := newLine("GPIO17"), newLine("GPIO27")
+	h, err := New(Options{FindLine: lines(map[string]*recLine{"GPIO17": out, "GPIO27": in}), OpenI2C: noBuses, EdgeSlice: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o, err := h.OpenOutput(ctx, "GPIO17", hal.OutputConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, err := h.OpenInput(ctx, "GPIO27", hal.InputConfig{Edge: hal.EdgeBoth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := waitEdge(i, ctx)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-res; !errors.Is(r.err, hal.ErrClosed) {
+		t.Errorf("waiter after HAL.Close: %+v", r)
+	}
+	if out.closed != 1 || in.closed != 1 {
+		t.Errorf("lines released %d and %d times, want 1 each", out.closed, in.closed)
+	}
+	if err := o.Set(ctx, hal.High); !errors.Is(err, hal.ErrClosed) {
+		t.Errorf("Set after HAL.Close: %v", err)
+	}
+	if _, err := h.OpenOutput(ctx, "GPIO17", hal.OutputConfig{}); !errors.Is(err, hal.ErrClosed) {
+		t.Errorf("open after HAL.Close: %v", err)
+	}
+}
