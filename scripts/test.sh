@@ -12,6 +12,7 @@ export PATH="$PATH:/usr/local/go/bin"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -20,6 +21,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # Debian installs mosquitto in /usr/sbin, which is not on every PATH.
 export PATH="$PATH:/usr/sbin"
+
+# The unmodified AWS IoT Device SDK for JavaScript v1, for the interop test
+# (versions pinned by scripts/interop/package-lock.json).
+if [ ! -d scripts/interop/node_modules/aws-iot-device-sdk ]; then
+  echo "== installing the AWS IoT Device SDK (npm) for interop tests"
+  (cd scripts/interop && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
