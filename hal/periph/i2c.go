@@ -80,7 +80,7 @@ func (b *bus) Tx(addr uint16, w, r []byte) error {
 func I2CError(busName string, addr uint16, err error) error {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, syscall.EREMOTEIO), errors.Is(err, syscall.ENXIO),
+	case isRemoteIO(err), errors.Is(err, syscall.ENXIO),
 		strings.Contains(msg, "remote I/O error"), strings.Contains(msg, "no such device or address"):
 		return fmt.Errorf("i2c %s: addr %#x: %w (is the chip wired, powered and at this address? try i2cdetect -y %s): %v", busName, addr, hal.ErrNACK, busName, err)
 	case errors.Is(err, syscall.ETIMEDOUT), strings.Contains(msg, "timed out"):
