@@ -405,3 +405,47 @@ func TestReconnectLoopUsesBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectRefusedReturnsAtOnce(t *testing.T) {
+	b := startBroker(t, nil, &connectHook{refuse: true})
+	c := newClient(t, Config{Endpoint: b.addr, Transport: TransportTCP, Username: "u", Password: "wrong"})
+	start := time.Now()
+	err := c.Connect(ctxT(t))
+	var refused *ConnectRefusedError
+	if !errors.Is(err, ErrConnectRefused) || !errors.As(err, &refused) || (refused.Code != 4 && refused.Code != 5) {
+		t.Fatalf("want CONNACK refusal, got %v", err)
+	}
+	if time.Since(start) > waitFor/2 {
+		t.Fatalf("Connect took %v to report a refusal", time.Since(start))
+	}
+	t.Logf("error: %v", err)
+}
+
+// Handlers run on the client's dispatcher, not paho's router, so they can
+// publish and wait for the PUBACK (this deadlocks in the v1 SDK).
+func TestHandlerMayPublishAndWait(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	got := make(chan string, 1)
+	b.collect("pong", got)
+	c := newClient(t, Config{Endpoint: b.addr, Transport: TransportTCP})
+	results := make(chan error, 1)
+	if err := c.Subscribe(ctxT(t), "ping", QoS1, func(m Message) {
+		_, err := c.Publish(context.Background(), "pong", m.Payload, QoS1)
+		results <- err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, c)
+	b.srv.Publish("ping", []byte("42"), false, 1)
+	select {
+	case err := <-results:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("publish from a handler never returned")
+	}
+	if v := receiveN(t, got, 1); v[0] != "42" {
+		t.Fatalf("pong %v", v)
+	}
+}

@@ -205,3 +205,33 @@ func TestQueueRemoveOnlyTheSentMessage(t *testing.T) {
 		t.Fatalf("removed an unsent message: %d left", q.len())
 	}
 }
+
+func TestDiskQueueShrunkBelowContents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := openBoltStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := &offlineQueue{store: s, size: 5, drop: DropOldest}
+	for i := 0; i < 5; i++ {
+		big.enqueue(queuedMessage{Topic: "t", Payload: []byte{byte('0' + i)}})
+	}
+	big.close()
+	s, err = openBoltStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := &offlineQueue{store: s, size: 2, drop: DropOldest}
+	defer small.close()
+	evicted, err := small.enqueue(queuedMessage{Topic: "t", Payload: []byte("new")})
+	if err != nil || evicted != 4 || small.len() != 2 {
+		t.Fatalf("evicted %d, len %d, err %v; want 4, 2", evicted, small.len(), err)
+	}
+	if m, _, _ := small.front(); string(m.Payload) != "4" {
+		t.Fatalf("front %q, want the newest old message", m.Payload)
+	}
+	small.close()
+	if _, err := small.enqueue(queuedMessage{Topic: "t"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("enqueue after close: %v", err)
+	}
+}

@@ -134,7 +134,7 @@ func (e *ConnectRefusedError) Error() string {
 		2: "client identifier rejected",
 		3: "server unavailable",
 		4: "bad username or password",
-		5: "not authorised (check the certificate's policy allows iot:Connect for this client id)",
+		5: "not authorised (AWS IoT: the certificate's policy must allow iot:Connect for this client id)",
 	}
 	r, ok := reasons[e.Code]
 	if !ok {

@@ -190,6 +190,7 @@ func ctxT(t *testing.T) context.Context {
 type connectHook struct {
 	mochi.HookBase
 	deny     string
+	refuse   bool
 	mu       sync.Mutex
 	connects []packets.Packet
 }
@@ -198,7 +199,7 @@ func (h *connectHook) ID() string { return "test-hook" }
 func (h *connectHook) Provides(b byte) bool {
 	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnConnect
 }
-func (h *connectHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (h *connectHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return !h.refuse }
 func (h *connectHook) OnACLCheck(_ *mochi.Client, topic string, _ bool) bool {
 	return h.deny == "" || topic != h.deny
 }

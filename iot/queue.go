@@ -51,10 +51,11 @@ type queueStore interface {
 
 // offlineQueue applies the size/drop policy on top of a store.
 type offlineQueue struct {
-	mu    sync.Mutex
-	store queueStore
-	size  int
-	drop  DropPolicy
+	mu     sync.Mutex
+	store  queueStore
+	size   int
+	drop   DropPolicy
+	closed bool
 }
 
 // enqueue appends m, applying the drop policy; evicted counts messages
@@ -62,21 +63,32 @@ type offlineQueue struct {
 func (q *offlineQueue) enqueue(m queuedMessage) (evicted int, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	switch queueDecision(q.store.Len(), q.size, q.drop) {
-	case queueRejectNew:
-		return 0, fmt.Errorf("%w (%d messages; drop policy %q): message to %q discarded", ErrQueueFull, q.size, q.drop, m.Topic)
-	case queueEvictOldest:
-		if err := q.store.PopFront(); err != nil {
-			return 0, err
-		}
-		evicted = 1
+	if q.closed {
+		return 0, ErrClosed
 	}
-	return evicted, q.store.Push(m)
+	// A loop, not an if: a file written with a larger size may hold more
+	// than size messages.
+	for {
+		switch queueDecision(q.store.Len(), q.size, q.drop) {
+		case queueRejectNew:
+			return evicted, fmt.Errorf("%w (%d messages; drop policy %q): message to %q discarded", ErrQueueFull, q.size, q.drop, m.Topic)
+		case queueEvictOldest:
+			if err := q.store.PopFront(); err != nil {
+				return evicted, err
+			}
+			evicted++
+			continue
+		}
+		return evicted, q.store.Push(m)
+	}
 }
 
 func (q *offlineQueue) front() (queuedMessage, bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return queuedMessage{}, false, ErrClosed
+	}
 	return q.store.Front()
 }
 
@@ -85,6 +97,9 @@ func (q *offlineQueue) front() (queuedMessage, bool, error) {
 func (q *offlineQueue) remove(sent queuedMessage) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
 	m, ok, err := q.store.Front()
 	if err != nil || !ok {
 		return err
@@ -98,12 +113,19 @@ func (q *offlineQueue) remove(sent queuedMessage) error {
 func (q *offlineQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return 0
+	}
 	return q.store.Len()
 }
 
 func (q *offlineQueue) close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
 	return q.store.Close()
 }
 
