@@ -1,0 +1,38 @@
+package shadowsync
+
+import (
+	"context"
+
+	"github.com/pinshadow/pinshadow/iot"
+)
+
+// IOT adapts a connection from package iot to Conn. Shadow requests are
+// published without the offline queue (iot.WithoutQueue), as the v1 SDK's
+// shadow client does: a request queued while offline would be answered
+// long after its timeout, so it fails at once with iot.ErrNotConnected and
+// the shadow retries after the reconnect instead. Subscriptions are
+// recorded by iot and restored on every reconnect.
+//
+// The owner of the iot client reads its Events and calls
+// Client.Reconnected on every iot.EventOnline.
+func IOT(c *iot.Client) Conn { return iotConn{c} }
+
+type iotConn struct{ c *iot.Client }
+
+func (a iotConn) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
+	_, err := a.c.Publish(ctx, topic, payload, iot.QoS(qos), iot.WithoutQueue())
+	return err
+}
+
+func (a iotConn) Subscribe(ctx context.Context, filters []string, qos byte, handler func(topic string, payload []byte)) error {
+	h := func(m iot.Message) { handler(m.Topic, m.Payload) }
+	subs := make([]iot.Subscription, len(filters))
+	for i, f := range filters {
+		subs[i] = iot.Subscription{Filter: f, QoS: iot.QoS(qos), Handler: h}
+	}
+	return a.c.SubscribeMany(ctx, subs)
+}
+
+func (a iotConn) Unsubscribe(ctx context.Context, filters ...string) error {
+	return a.c.Unsubscribe(ctx, filters...)
+}
