@@ -30,7 +30,6 @@ type BH1750 struct {
 	data  uint16
 	meas  int
 	mtHi  byte
-	valid bool
 }
 
 // NewBH1750 returns a powered-down model at 0 lx with MTreg 69.
@@ -50,7 +49,7 @@ func (c *BH1750) SetLux(lux float64) {
 func (c *BH1750) SetRaw(v uint16) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.data, c.valid = v, true
+	c.data = v
 }
 
 // MTreg returns the measurement time register.
@@ -91,7 +90,7 @@ func (c *BH1750) opcode(op byte) {
 		c.on = true
 	case op == 0x07:
 		if c.on {
-			c.data, c.valid = 0, false
+			c.data = 0
 		}
 	case op == 0x10, op == 0x11, op == 0x13, op == 0x20, op == 0x21, op == 0x23:
 		c.on, c.mode = true, op
@@ -116,7 +115,6 @@ func (c *BH1750) convert() {
 		v = math.Floor(v/4) * 4
 	}
 	c.data = uint16(math.Round(clamp(v, 0, 65535)))
-	c.valid = true
 }
 
 // ADS1115 models a TI ADS1115 16-bit ADC (datasheet SBAS444D §8.6):
