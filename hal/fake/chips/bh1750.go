@@ -22,14 +22,14 @@ import (
 type BH1750 struct {
 	Faults
 
-	mu    sync.Mutex
-	lux   float64
-	on    bool
-	mode  byte // last measurement opcode, 0 if none
-	mt    int
-	data  uint16
-	meas  int
-	mtHi  byte
+	mu   sync.Mutex
+	lux  float64
+	on   bool
+	mode byte // last measurement opcode, 0 if none
+	mt   int
+	data uint16
+	meas int
+	mtHi byte
 }
 
 // NewBH1750 returns a powered-down model at 0 lx with MTreg 69.
