@@ -106,7 +106,7 @@ type Stats struct {
 	Dropped         uint64 // offline messages discarded by the queue policy
 	Drained         uint64 // queued messages sent after a reconnect
 	MessagesDropped uint64 // received messages dropped because handlers lagged
-	EventsDropped   uint64 // events dropped because nobody drained Events
+	EventsDropped   uint64 // events dropped because a consumer fell behind
 	LastError       error
 	LastErrorAt     time.Time
 	OnlineSince     time.Time // zero unless online
@@ -218,7 +218,7 @@ type Client struct {
 	wake      chan struct{} // something was queued
 	inbox     chan Message
 	dispDone  chan struct{}
-	events    chan Event
+	events    chan Event // the Events channel; also in watchers
 
 	mu       sync.Mutex
 	state    State
@@ -234,6 +234,7 @@ type Client struct {
 
 	evMu         sync.Mutex
 	eventsClosed bool
+	watchers     []chan Event
 }
 
 // New validates cfg, loads the TLS files and opens the offline queue. It
@@ -291,6 +292,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.queue = &offlineQueue{store: store, size: cfg.Queue.Size, drop: cfg.Queue.Drop}
 	}
+	c.watchers = []chan Event{c.events}
 	c.runCtx, c.runCancel = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -300,6 +302,33 @@ func New(cfg Config) (*Client, error) {
 // dropped, so a slow consumer never blocks the connection. It is closed
 // after Close.
 func (c *Client) Events() <-chan Event { return c.events }
+
+// Watch returns an additional event channel with its own buffer, for a
+// second consumer (e.g. the shadow client and the agent's status both
+// following online/offline). It behaves like Events: never blocks the
+// connection, drops its oldest event when full, is closed by Close. stop
+// closes it early.
+func (c *Client) Watch(buffer int) (events <-chan Event, stop func()) {
+	ch := make(chan Event, max(buffer, 1))
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	if c.eventsClosed {
+		close(ch)
+		return ch, func() {}
+	}
+	c.watchers = append(c.watchers, ch)
+	return ch, func() {
+		c.evMu.Lock()
+		defer c.evMu.Unlock()
+		for i, w := range c.watchers {
+			if w == ch {
+				c.watchers = append(c.watchers[:i], c.watchers[i+1:]...)
+				close(ch)
+				return
+			}
+		}
+	}
+}
 
 // State returns the current connection state.
 func (c *Client) State() State {
@@ -406,7 +435,10 @@ func (c *Client) finish() {
 	c.mu.Unlock()
 	c.evMu.Lock()
 	c.eventsClosed = true
-	close(c.events)
+	for _, w := range c.watchers {
+		close(w)
+	}
+	c.watchers = nil
 	c.evMu.Unlock()
 }
 
@@ -430,26 +462,36 @@ func (c *Client) recordError(err error) {
 	c.mu.Unlock()
 }
 
-// emit delivers ev without ever blocking: a full channel loses its oldest
-// event.
+// emit delivers ev to every watcher without ever blocking: a full channel
+// loses its oldest event.
 func (c *Client) emit(ev Event) {
 	ev.Time = c.now()
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
-	if c.eventsClosed {
-		return
+	dropped := 0
+	for _, w := range c.watchers {
+		dropped += sendDropOldest(w, ev)
 	}
+	if dropped > 0 {
+		c.mu.Lock()
+		c.stats.EventsDropped += uint64(dropped)
+		c.mu.Unlock()
+	}
+}
+
+// sendDropOldest sends ev on ch, discarding old events to make room; it
+// returns how many were discarded. Only emit sends, under evMu, so the
+// loop ends: the receiver can only make more room.
+func sendDropOldest(ch chan Event, ev Event) (dropped int) {
 	for {
 		select {
-		case c.events <- ev:
-			return
+		case ch <- ev:
+			return dropped
 		default:
 		}
 		select {
-		case <-c.events:
-			c.mu.Lock()
-			c.stats.EventsDropped++
-			c.mu.Unlock()
+		case <-ch:
+			dropped++
 		default:
 		}
 	}

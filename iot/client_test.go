@@ -347,6 +347,29 @@ func TestEventsNeverBlock(t *testing.T) {
 	if a, b := <-c.Events(), <-c.Events(); a.RetryIn != 3 || b.RetryIn != 4 {
 		t.Fatalf("kept %v %v, want the newest two", a.RetryIn, b.RetryIn)
 	}
+
+	// A second consumer gets its own copy; stopping it closes only it.
+	w, stop := c.Watch(4)
+	c.emit(Event{Type: EventOnline})
+	if ev := <-w; ev.Type != EventOnline {
+		t.Fatalf("watcher got %v", ev.Type)
+	}
+	if ev := <-c.Events(); ev.Type != EventOnline {
+		t.Fatalf("Events got %v", ev.Type)
+	}
+	stop()
+	if _, ok := <-w; ok {
+		t.Fatal("stopped watcher still open")
+	}
+	c.emit(Event{Type: EventOffline}) // must not panic on the closed watcher
+	w2, _ := c.Watch(1)
+	closeClient(t, c)
+	if _, ok := <-w2; ok {
+		t.Fatal("watcher open after Close")
+	}
+	if _, stop := c.Watch(1); stop == nil {
+		t.Fatal("nil stop func")
+	}
 }
 
 func TestSlowHandlerDoesNotStallConnection(t *testing.T) {

@@ -59,7 +59,8 @@
 // messages are dropped and counted rather than stalling the connection.
 // Events delivers online/offline/connect-failed/subscribe-failed/
 // queue-drained events on a buffered channel that drops its oldest entry
-// when the owner does not keep up. State and Stats (connects, failures,
+// when the owner does not keep up; Watch gives further consumers their own
+// such channel. State and Stats (connects, failures,
 // drops, queued, dropped, drained, last error) can be read at any time.
 //
 // # Errors
