@@ -52,11 +52,42 @@ type Channel struct {
 // four single-ended channels at ±4.096 V.
 func Defaults() Options { return Options{Address: 0x48, DataRate: 128} }
 
-var muxCodes = map[string]uint16{"0-1": 0, "0-3": 1, "1-3": 2, "2-3": 3, "0": 4, "1": 5, "2": 6, "3": 7}
+// muxCode returns the MUX field for an input (datasheet §8.6.3).
+func muxCode(input string) (uint16, bool) {
+	switch input {
+	case "0-1":
+		return 0, true
+	case "0-3":
+		return 1, true
+	case "1-3":
+		return 2, true
+	case "2-3":
+		return 3, true
+	case "0", "1", "2", "3":
+		return 4 + uint16(input[0]-'0'), true
+	}
+	return 0, false
+}
 
-var pgaCodes = map[float64]uint16{6.144: 0, 4.096: 1, 2.048: 2, 1.024: 3, 0.512: 4, 0.256: 5}
+// pgaCode returns the PGA field for a full scale in V.
+func pgaCode(fs float64) (uint16, bool) {
+	for i, v := range []float64{6.144, 4.096, 2.048, 1.024, 0.512, 0.256} {
+		if fs == v {
+			return uint16(i), true
+		}
+	}
+	return 0, false
+}
 
-var rateCodes = map[int]uint16{8: 0, 16: 1, 32: 2, 64: 3, 128: 4, 250: 5, 475: 6, 860: 7}
+// rateCode returns the DR field for a data rate in samples/s.
+func rateCode(sps int) (uint16, bool) {
+	for i, v := range []int{8, 16, 32, 64, 128, 250, 475, 860} {
+		if sps == v {
+			return uint16(i), true
+		}
+	}
+	return 0, false
+}
 
 // Validate implements devices.Options.
 func (o *Options) Validate() error {
@@ -66,7 +97,7 @@ func (o *Options) Validate() error {
 	if o.Address < 0x48 || o.Address > 0x4B {
 		return devices.Invalidf("address 0x%02x is not an ADS1115 address: use 0x48–0x4b", o.Address)
 	}
-	if _, ok := rateCodes[o.DataRate]; !ok {
+	if _, ok := rateCode(o.DataRate); !ok {
 		return devices.Invalidf("data_rate %d must be one of 8, 16, 32, 64, 128, 250, 475, 860", o.DataRate)
 	}
 	seen := map[string]bool{}
@@ -78,10 +109,10 @@ func (o *Options) Validate() error {
 			return devices.Invalidf("channels[%d]: name %q used twice", i, c.Name)
 		}
 		seen[c.Name] = true
-		if _, ok := muxCodes[c.Input]; !ok {
+		if _, ok := muxCode(c.Input); !ok {
 			return devices.Invalidf("channel %q: input %q must be 0, 1, 2, 3 or a pair 0-1, 0-3, 1-3, 2-3", c.Name, c.Input)
 		}
-		if _, ok := pgaCodes[c.FullScale]; !ok {
+		if _, ok := pgaCode(c.FullScale); !ok {
 			return devices.Invalidf("channel %q: full_scale %v must be 6.144, 4.096, 2.048, 1.024, 0.512 or 0.256 (V)", c.Name, c.FullScale)
 		}
 	}
@@ -169,7 +200,10 @@ func (d *Dev) readReg(reg byte) (uint16, error) {
 // Config returns the config register value that starts a single-shot
 // conversion of c (datasheet §8.6.3).
 func (o Options) Config(c Channel) uint16 {
-	return cfgOS | muxCodes[c.Input]<<12 | pgaCodes[c.FullScale]<<9 | cfgModeSingle | rateCodes[o.DataRate]<<5 | cfgCompQueOff
+	mux, _ := muxCode(c.Input)
+	pga, _ := pgaCode(c.FullScale)
+	dr, _ := rateCode(o.DataRate)
+	return cfgOS | mux<<12 | pga<<9 | cfgModeSingle | dr<<5 | cfgCompQueOff
 }
 
 // Volts converts a conversion code at a full scale (§8.3.3: LSB = FS/2^15).

@@ -55,7 +55,7 @@ func (o *Options) Validate() error {
 // Driver returns the aht20 driver.
 func Driver() devices.Driver {
 	return devices.Define("aht20", "Aosong AHT20 temperature and humidity sensor (I2C, periph.io driver)", Defaults,
-		func(Options) []devices.Property { return properties },
+		func(Options) []devices.Property { return properties() },
 		func(ctx context.Context, env devices.Env, o Options) (devices.Device, error) {
 			bus, err := env.I2C(ctx, o.Bus)
 			if err != nil {
@@ -65,15 +65,20 @@ func Driver() devices.Driver {
 		})
 }
 
-var properties = []devices.Property{
-	{Name: "temperature", Type: devices.TypeNumber, Unit: "°C", Range: &devices.Range{Min: -40, Max: 85}, Readable: true, Description: "air temperature"},
-	{Name: "humidity", Type: devices.TypeNumber, Unit: "%RH", Range: &devices.Range{Min: 0, Max: 100}, Readable: true, Description: "relative humidity"},
+// properties returns a fresh slice per device: callers may not modify
+// it, but a shared package-level one would turn a mistake into a global one.
+func properties() []devices.Property {
+	return []devices.Property{
+		{Name: "temperature", Type: devices.TypeNumber, Unit: "°C", Range: &devices.Range{Min: -40, Max: 85}, Readable: true, Description: "air temperature"},
+		{Name: "humidity", Type: devices.TypeNumber, Unit: "%RH", Range: &devices.Range{Min: 0, Max: 100}, Readable: true, Description: "relative humidity"},
+	}
 }
 
 // Dev is an opened AHT20.
 type Dev struct {
-	d  *periph.Dev
-	mu sync.Mutex
+	d     *periph.Dev
+	props []devices.Property
+	mu    sync.Mutex
 }
 
 // New reads the chip's status, calibrates it if needed (0xBE) and returns
@@ -93,7 +98,7 @@ func New(ctx context.Context, bus i2c.Bus, o Options) (*Dev, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aht20 at 0x38: %w", mapErr(err))
 	}
-	return &Dev{d: d}, nil
+	return &Dev{d: d, props: properties()}, nil
 }
 
 func mapErr(err error) error {
@@ -112,7 +117,7 @@ func mapErr(err error) error {
 }
 
 // Properties implements devices.Device.
-func (d *Dev) Properties() []devices.Property { return properties }
+func (d *Dev) Properties() []devices.Property { return d.props }
 
 // Read implements devices.Device: one triggered measurement (≥ 80 ms).
 func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
@@ -133,7 +138,7 @@ func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
 
 // Write implements devices.Device; a sensor has nothing writable.
 func (d *Dev) Write(_ context.Context, prop string, v devices.Value) error {
-	_, err := devices.CheckWrite(properties, prop, v)
+	_, err := devices.CheckWrite(d.props, prop, v)
 	return err
 }
 

@@ -48,7 +48,7 @@ func (o *Options) Validate() error {
 	if o.Address != 0x23 && o.Address != 0x5C {
 		return devices.Invalidf("address 0x%02x is not a BH1750 address: use 0x23 (ADDR low) or 0x5c (ADDR high)", o.Address)
 	}
-	if _, ok := modes[o.Mode]; !ok {
+	if _, ok := modeFor(o.Mode); !ok {
 		return devices.Invalidf("mode %q must be high, high2 or low", o.Mode)
 	}
 	if o.MTreg < 31 || o.MTreg > 254 {
@@ -57,15 +57,22 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// One-time measurement opcodes and maximum times at MTreg 69.
-var modes = map[string]struct {
-	op      byte
-	maxTime time.Duration
-	divisor float64
-}{
-	"high":  {0x20, 180 * time.Millisecond, 1.2},
-	"high2": {0x21, 180 * time.Millisecond, 2.4},
-	"low":   {0x23, 24 * time.Millisecond, 1.2},
+type mode struct {
+	op      byte          // one-time measurement opcode
+	maxTime time.Duration // at MTreg 69
+	divisor float64       // counts per lx at MTreg 69
+}
+
+func modeFor(name string) (mode, bool) {
+	switch name {
+	case "high":
+		return mode{0x20, 180 * time.Millisecond, 1.2}, true
+	case "high2":
+		return mode{0x21, 180 * time.Millisecond, 2.4}, true
+	case "low":
+		return mode{0x23, 24 * time.Millisecond, 1.2}, true
+	}
+	return mode{}, false
 }
 
 const (
@@ -87,7 +94,7 @@ func Driver() devices.Driver {
 }
 
 func properties(o Options) []devices.Property {
-	m := modes[o.Mode]
+	m, _ := modeFor(o.Mode)
 	max := 65535 / m.divisor * 69 / float64(o.MTreg)
 	return []devices.Property{{Name: "illuminance", Type: devices.TypeNumber, Unit: "lx",
 		Range: &devices.Range{Min: 0, Max: math.Round(max*100) / 100}, Readable: true, Description: "ambient light"}}
@@ -125,7 +132,8 @@ func (d *Dev) errorf(format string, args ...any) error {
 
 // Lux converts a result count as the datasheet does (p.7 and p.11).
 func Lux(count uint16, mode string, mtreg int) float64 {
-	return float64(count) / modes[mode].divisor * 69 / float64(mtreg)
+	m, _ := modeFor(mode)
+	return float64(count) / m.divisor * 69 / float64(mtreg)
 }
 
 // Properties implements devices.Device.
@@ -135,7 +143,7 @@ func (d *Dev) Properties() []devices.Property { return d.props }
 func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	m := modes[d.o.Mode]
+	m, _ := modeFor(d.o.Mode)
 	if err := d.dev.Tx([]byte{m.op}, nil); err != nil {
 		return nil, d.errorf("start measurement: %w", err)
 	}

@@ -36,18 +36,23 @@ func (o *Options) Validate() error {
 // Driver returns the cpu_temp driver.
 func Driver() devices.Driver {
 	return devices.Define("cpu_temp", "SoC temperature from /sys/class/thermal (no wiring)", Defaults,
-		func(Options) []devices.Property { return properties },
+		func(Options) []devices.Property { return properties() },
 		func(ctx context.Context, env devices.Env, o Options) (devices.Device, error) {
 			return New(ctx, env.SysRoot, o)
 		})
 }
 
-var properties = []devices.Property{{Name: "temperature", Type: devices.TypeNumber, Unit: "°C",
-	Range: &devices.Range{Min: -40, Max: 125}, Readable: true, Description: "SoC temperature"}}
+// properties returns a fresh slice per device: callers may not modify
+// it, but a shared package-level one would turn a mistake into a global one.
+func properties() []devices.Property {
+	return []devices.Property{{Name: "temperature", Type: devices.TypeNumber, Unit: "°C",
+		Range: &devices.Range{Min: -40, Max: 125}, Readable: true, Description: "SoC temperature"}}
+}
 
 // Dev is an opened thermal zone.
 type Dev struct {
-	path string
+	path  string
+	props []devices.Property
 }
 
 // New checks the zone exists under root (which stands for "/").
@@ -58,7 +63,7 @@ func New(ctx context.Context, root string, o Options) (*Dev, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	d := &Dev{path: filepath.Join(root, "/sys/class/thermal", "thermal_zone"+strconv.Itoa(o.Zone), "temp")}
+	d := &Dev{props: properties(), path: filepath.Join(root, "/sys/class/thermal", "thermal_zone"+strconv.Itoa(o.Zone), "temp")}
 	if _, err := os.Stat(d.path); err != nil {
 		return nil, fmt.Errorf("cpu_temp: thermal zone %d: %w (%v)", o.Zone, hal.ErrNotFound, err)
 	}
@@ -66,7 +71,7 @@ func New(ctx context.Context, root string, o Options) (*Dev, error) {
 }
 
 // Properties implements devices.Device.
-func (d *Dev) Properties() []devices.Property { return properties }
+func (d *Dev) Properties() []devices.Property { return d.props }
 
 // Read implements devices.Device.
 func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
@@ -86,7 +91,7 @@ func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
 
 // Write implements devices.Device; nothing is writable.
 func (d *Dev) Write(_ context.Context, prop string, v devices.Value) error {
-	_, err := devices.CheckWrite(properties, prop, v)
+	_, err := devices.CheckWrite(d.props, prop, v)
 	return err
 }
 

@@ -61,19 +61,24 @@ const Dir = "/sys/bus/w1/devices"
 // Driver returns the ds18b20 driver.
 func Driver() devices.Driver {
 	return devices.Define("ds18b20", "DS18B20 1-wire thermometer through the kernel's w1 sysfs", Defaults,
-		func(Options) []devices.Property { return properties },
+		func(Options) []devices.Property { return properties() },
 		func(ctx context.Context, env devices.Env, o Options) (devices.Device, error) {
 			return New(ctx, env.SysRoot, o)
 		})
 }
 
-var properties = []devices.Property{{Name: "temperature", Type: devices.TypeNumber, Unit: "°C",
-	Range: &devices.Range{Min: -55, Max: 125}, Readable: true, Description: "temperature at the probe"}}
+// properties returns a fresh slice per device: callers may not modify
+// it, but a shared package-level one would turn a mistake into a global one.
+func properties() []devices.Property {
+	return []devices.Property{{Name: "temperature", Type: devices.TypeNumber, Unit: "°C",
+		Range: &devices.Range{Min: -55, Max: 125}, Readable: true, Description: "temperature at the probe"}}
+}
 
 // Dev is an opened thermometer.
 type Dev struct {
-	id  string
-	dir string
+	id    string
+	dir   string
+	props []devices.Property
 }
 
 // New finds the thermometer under root (which stands for "/").
@@ -100,7 +105,7 @@ func New(ctx context.Context, root string, o Options) (*Dev, error) {
 			return nil, devices.Invalidf("several 1-wire thermometers (%s): set id to one of them", strings.Join(ids, ", "))
 		}
 	}
-	d := &Dev{id: id, dir: filepath.Join(base, id)}
+	d := &Dev{id: id, dir: filepath.Join(base, id), props: properties()}
 	if _, err := os.Stat(d.dir); err != nil {
 		return nil, fmt.Errorf("1-wire thermometer %s: %w (%v)", id, hal.ErrNotFound, err)
 	}
@@ -127,7 +132,7 @@ func List(root string) ([]string, error) {
 }
 
 // Properties implements devices.Device.
-func (d *Dev) Properties() []devices.Property { return properties }
+func (d *Dev) Properties() []devices.Property { return d.props }
 
 // Read implements devices.Device.
 func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
@@ -192,7 +197,7 @@ func ParseW1Slave(s string) (float64, error) {
 
 // Write implements devices.Device; a thermometer has nothing writable.
 func (d *Dev) Write(_ context.Context, prop string, v devices.Value) error {
-	_, err := devices.CheckWrite(properties, prop, v)
+	_, err := devices.CheckWrite(d.props, prop, v)
 	return err
 }
 

@@ -37,27 +37,35 @@ func (o *Options) Validate() error {
 	if o.Address != 0x44 && o.Address != 0x45 {
 		return devices.Invalidf("address 0x%02x is not an SHT3x address: use 0x44 (ADDR low) or 0x45 (ADDR high)", o.Address)
 	}
-	if _, ok := commands[o.Repeatability]; !ok {
+	if _, ok := singleShot(o.Repeatability); !ok {
 		return devices.Invalidf("repeatability %q must be high, medium or low", o.Repeatability)
 	}
 	return nil
 }
 
-// Single-shot commands without clock stretching and their maximum
-// durations (datasheet table 4 and 9).
-var commands = map[string]struct {
+type command struct {
 	cmd  [2]byte
 	wait time.Duration
-}{
-	"high":   {[2]byte{0x24, 0x00}, 16 * time.Millisecond},
-	"medium": {[2]byte{0x24, 0x0B}, 7 * time.Millisecond},
-	"low":    {[2]byte{0x24, 0x16}, 5 * time.Millisecond},
+}
+
+// singleShot returns the single-shot command without clock stretching for
+// a repeatability and its maximum duration (datasheet tables 4 and 9).
+func singleShot(repeatability string) (command, bool) {
+	switch repeatability {
+	case "high":
+		return command{[2]byte{0x24, 0x00}, 16 * time.Millisecond}, true
+	case "medium":
+		return command{[2]byte{0x24, 0x0B}, 7 * time.Millisecond}, true
+	case "low":
+		return command{[2]byte{0x24, 0x16}, 5 * time.Millisecond}, true
+	}
+	return command{}, false
 }
 
 // Driver returns the sht3x driver.
 func Driver() devices.Driver {
 	return devices.Define("sht3x", "Sensirion SHT3x temperature and humidity sensor (I2C)", Defaults,
-		func(Options) []devices.Property { return properties },
+		func(Options) []devices.Property { return properties() },
 		func(ctx context.Context, env devices.Env, o Options) (devices.Device, error) {
 			bus, err := env.I2C(ctx, o.Bus)
 			if err != nil {
@@ -67,17 +75,22 @@ func Driver() devices.Driver {
 		})
 }
 
-var properties = []devices.Property{
-	{Name: "temperature", Type: devices.TypeNumber, Unit: "°C", Range: &devices.Range{Min: -40, Max: 125}, Readable: true, Description: "air temperature"},
-	{Name: "humidity", Type: devices.TypeNumber, Unit: "%RH", Range: &devices.Range{Min: 0, Max: 100}, Readable: true, Description: "relative humidity"},
+// properties returns a fresh slice per device: callers may not modify
+// it, but a shared package-level one would turn a mistake into a global one.
+func properties() []devices.Property {
+	return []devices.Property{
+		{Name: "temperature", Type: devices.TypeNumber, Unit: "°C", Range: &devices.Range{Min: -40, Max: 125}, Readable: true, Description: "air temperature"},
+		{Name: "humidity", Type: devices.TypeNumber, Unit: "%RH", Range: &devices.Range{Min: 0, Max: 100}, Readable: true, Description: "relative humidity"},
+	}
 }
 
 // Dev is an opened SHT3x.
 type Dev struct {
-	dev  i2c.Dev
-	cmd  [2]byte
-	wait time.Duration
-	mu   sync.Mutex
+	dev   i2c.Dev
+	cmd   [2]byte
+	wait  time.Duration
+	props []devices.Property
+	mu    sync.Mutex
 }
 
 // New checks the chip answers its status command with a valid CRC and
@@ -86,8 +99,8 @@ func New(ctx context.Context, bus i2c.Bus, o Options) (*Dev, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	c := commands[o.Repeatability]
-	d := &Dev{dev: i2c.Dev{Bus: bus, Addr: o.Address}, cmd: c.cmd, wait: c.wait}
+	c, _ := singleShot(o.Repeatability)
+	d := &Dev{dev: i2c.Dev{Bus: bus, Addr: o.Address}, cmd: c.cmd, wait: c.wait, props: properties()}
 	// Read Status (0xF32D, §4.11): the SHT3x has no ID register; a status
 	// word with a valid Sensirion CRC is the best identity check there is.
 	var st [3]byte
@@ -130,7 +143,7 @@ func word(b []byte) (uint16, error) {
 }
 
 // Properties implements devices.Device.
-func (d *Dev) Properties() []devices.Property { return properties }
+func (d *Dev) Properties() []devices.Property { return d.props }
 
 // Read implements devices.Device: one single-shot measurement.
 func (d *Dev) Read(ctx context.Context) (devices.Readings, error) {
@@ -170,7 +183,7 @@ func round2(x float64) float64 {
 
 // Write implements devices.Device; a sensor has nothing writable.
 func (d *Dev) Write(_ context.Context, prop string, v devices.Value) error {
-	_, err := devices.CheckWrite(properties, prop, v)
+	_, err := devices.CheckWrite(d.props, prop, v)
 	return err
 }
 
