@@ -124,7 +124,7 @@ type UpdateRequest struct {
 // so.NoAutoSync, gets the document in the background (delivering a delta
 // if desired differs from reported).
 func (c *Client) Open(ctx context.Context, k Key, so ShadowOptions) (*Shadow, error) {
-	if err := k.validate(); err != nil {
+	if err := k.Validate(); err != nil {
 		return nil, fmt.Errorf("shadowsync: open: %w", err)
 	}
 	s := &Shadow{

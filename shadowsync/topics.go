@@ -26,8 +26,8 @@ func (k Key) String() string {
 // "$aws/things/T/shadow/name/N".
 func (k Key) Prefix() string { return shadow.Key(k).Prefix() }
 
-// validate checks the names against AWS's rules.
-func (k Key) validate() error {
+// Validate checks the names against AWS's rules.
+func (k Key) Validate() error {
 	if !shadow.ValidThingName(k.Thing) {
 		return fmt.Errorf("thing name %q: want 1–128 characters of a-z A-Z 0-9 : _ -", k.Thing)
 	}

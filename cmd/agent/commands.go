@@ -6,5 +6,6 @@ func extraCommands() []command {
 	return []command{
 		{name: "cloud", summary: "run the local AWS IoT cloud: MQTT broker + Device Shadow service", run: runCloud},
 		{name: "certs", summary: "write a development CA, server and device certificates for mutual TLS", run: runCerts},
+		{name: "shadow", summary: "get, update or delete a device shadow (the cloud side, for people and scripts)", run: runShadow},
 	}
 }
