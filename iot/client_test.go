@@ -213,19 +213,26 @@ func TestBrokerRestartDuringStream(t *testing.T) {
 	connect(t, c)
 	waitEvent(t, c, EventOnline)
 
+	// The publisher streams QoS 1 messages; halfway it pauses until the
+	// broker is down, publishes ten more while nothing can reach the broker
+	// (these must be queued), then carries on while the broker restarts.
 	const total = 200
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		accepted = map[string]bool{}
 	)
-	restartAt := make(chan struct{})
+	half, resume, queuedSome := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for i := 0; i < total; i++ {
-			if i == total/2 {
-				close(restartAt)
+			switch i {
+			case total / 2:
+				close(half)
+				<-resume
+			case total/2 + 10:
+				close(queuedSome)
 			}
 			p := strconv.Itoa(i)
 			if _, err := c.Publish(ctxT(t), "stream", []byte(p), QoS1); err == nil {
@@ -235,9 +242,14 @@ func TestBrokerRestartDuringStream(t *testing.T) {
 			}
 		}
 	}()
-	<-restartAt
+	<-half
 	b.stop()
 	waitEvent(t, c, EventOffline)
+	close(resume)
+	<-queuedSome
+	if s := c.Stats(); s.QueuedTotal < 10 {
+		t.Fatalf("publishes while the broker was down were not queued: %+v", s)
+	}
 	b2 := restartBroker(t, b.addr, nil)
 	b2.collect("stream", got)
 	waitEvent(t, c, EventOnline)
@@ -275,8 +287,51 @@ func TestBrokerRestartDuringStream(t *testing.T) {
 			t.Fatalf("%d accepted messages never arrived (stats %+v)", missing, c.Stats())
 		}
 	}
-	if s := c.Stats(); s.Connects < 2 || s.Drops < 1 {
+	if s := c.Stats(); s.Connects < 2 || s.Drops < 1 || s.Drained < 10 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Subscriptions are made again after every reconnect, also when the
+// broker kept the session (session present) and when it did not.
+func TestResubscribeWhateverTheSession(t *testing.T) {
+	for _, persistent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("persistent=%v", persistent), func(t *testing.T) {
+			hook := &connectHook{}
+			b := startBroker(t, nil, hook)
+			c := newClient(t, Config{Endpoint: b.addr, Transport: TransportTCP, PersistentSession: persistent})
+			recv := make(chan string, 4)
+			if err := c.Subscribe(ctxT(t), "cmd", QoS1, func(m Message) { recv <- string(m.Payload) }); err != nil {
+				t.Fatal(err)
+			}
+			connect(t, c)
+			if ev := waitEvent(t, c, EventOnline); ev.SessionPresent {
+				t.Fatal("first connect reports a session present")
+			}
+			cl, ok := b.srv.Clients.Get("device-1")
+			if !ok {
+				t.Fatal("client not known to the broker")
+			}
+			cl.Stop(errors.New("test drops the connection"))
+			waitEvent(t, c, EventOffline)
+			if ev := waitEvent(t, c, EventOnline); ev.SessionPresent != persistent {
+				t.Fatalf("session present %v after reconnect, want %v", ev.SessionPresent, persistent)
+			}
+			if n := hook.subscribes(); n != 2 {
+				t.Fatalf("broker saw %d SUBSCRIBEs, want 2 (one per connection)", n)
+			}
+			b.srv.Publish("cmd", []byte("after reconnect"), false, 1)
+			if v := receiveN(t, recv, 1); v[0] != "after reconnect" {
+				t.Fatalf("got %v", v)
+			}
+			hook.mu.Lock()
+			defer hook.mu.Unlock()
+			for _, pk := range hook.connects {
+				if pk.Connect.Clean == persistent {
+					t.Fatalf("CONNECT clean=%v with PersistentSession=%v", pk.Connect.Clean, persistent)
+				}
+			}
+		})
 	}
 }
 
@@ -319,7 +374,7 @@ func TestConnectOptionsReachBroker(t *testing.T) {
 	b := startBroker(t, nil, hook)
 	c := newClient(t, Config{
 		Endpoint: b.addr, Transport: TransportTCP, ClientID: "thing-42",
-		Username: "user?SDK=pinshadow", Password: "pw", KeepAlive: 45 * time.Second, CleanSession: true,
+		Username: "user?SDK=pinshadow", Password: "pw", KeepAlive: 45 * time.Second,
 		Will: &Will{Topic: "status/thing-42", Payload: []byte("offline"), QoS: QoS1, Retain: true},
 	})
 	connect(t, c)

@@ -179,9 +179,12 @@ type Config struct {
 	Password string
 	// Will is the last-will message; nil sends none.
 	Will *Will
-	// CleanSession asks the broker to discard session state on connect.
-	// Subscriptions are restored on every reconnect either way.
-	CleanSession bool
+	// PersistentSession connects with CleanSession=false so the broker
+	// keeps subscriptions and queued QoS 1 messages while the device is
+	// away (AWS IoT: up to 1 hour by default). The default is a clean
+	// session, like the v1 SDK. Subscriptions are restored on every
+	// reconnect either way.
+	PersistentSession bool
 	// KeepAlive is the MQTT keep-alive, 30 s–1200 s (AWS IoT's range);
 	// default 60 s.
 	KeepAlive time.Duration

@@ -193,11 +193,25 @@ type connectHook struct {
 	refuse   bool
 	mu       sync.Mutex
 	connects []packets.Packet
+	subs     int
+}
+
+func (h *connectHook) subscribes() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.subs
+}
+
+func (h *connectHook) OnSubscribe(_ *mochi.Client, pk packets.Packet) packets.Packet {
+	h.mu.Lock()
+	h.subs++
+	h.mu.Unlock()
+	return pk
 }
 
 func (h *connectHook) ID() string { return "test-hook" }
 func (h *connectHook) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnConnect
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnConnect || b == mochi.OnSubscribe
 }
 func (h *connectHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return !h.refuse }
 func (h *connectHook) OnACLCheck(_ *mochi.Client, topic string, _ bool) bool {

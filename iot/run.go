@@ -128,7 +128,7 @@ func (c *Client) dial() (mqtt.Client, *connWatch, bool, error) {
 	o.AddBroker("tcp://" + c.endpoint) // the real dial happens in open
 	o.SetClientID(c.cfg.ClientID)
 	o.SetProtocolVersion(4)
-	o.SetCleanSession(c.cfg.CleanSession)
+	o.SetCleanSession(!c.cfg.PersistentSession)
 	o.SetKeepAlive(c.cfg.KeepAlive)
 	o.SetPingTimeout(min(10*time.Second, c.cfg.KeepAlive))
 	o.SetConnectTimeout(c.cfg.ConnectTimeout)
