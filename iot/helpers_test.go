@@ -280,10 +280,14 @@ type wsListener struct {
 	establish listeners.EstablishFn
 }
 
-func newWSListener(t *testing.T) *wsListener {
+// newWSListener listens on 127.0.0.1:0; with tlsCfg it serves wss.
+func newWSListener(t *testing.T, tlsCfg *tls.Config) *wsListener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	return &wsListener{ln: ln, reqs: make(chan wsRequest, 16)}
 }

@@ -2,6 +2,7 @@ package iot
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -68,7 +69,7 @@ func checkPresigned(t *testing.T, r wsRequest, n int) {
 }
 
 func TestWebSocketPresignedAtEveryConnect(t *testing.T) {
-	wsl := newWSListener(t)
+	wsl := newWSListener(t, nil)
 	b := startBrokerListener(t, wsl, nil)
 	got := make(chan string, 4)
 	b.collect("ws/up", got)
@@ -94,7 +95,7 @@ func TestWebSocketPresignedAtEveryConnect(t *testing.T) {
 }
 
 func TestWebSocketWithoutCredentials(t *testing.T) {
-	wsl := newWSListener(t)
+	wsl := newWSListener(t, nil)
 	b := startBrokerListener(t, wsl, nil)
 	empty := func(string) string { return "" }
 	c := newClient(t, Config{Endpoint: b.addr, Transport: TransportWS, Region: "us-east-1", Getenv: empty,
@@ -130,5 +131,39 @@ func TestWebSocketRegion(t *testing.T) {
 	}
 	if _, err := New(Config{Endpoint: "custom.example.com", Transport: TransportWSS, ClientID: "d", Getenv: env(nil), Credentials: creds}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "AWS_REGION") {
 		t.Fatalf("no region anywhere: %v", err)
+	}
+}
+
+// wss with TLS: the client's wss TLS config carries no ALPN, which
+// gorilla/websocket would refuse, and verifies the broker certificate.
+func TestWebSocketOverTLS(t *testing.T) {
+	p := newPKI(t)
+	cert, err := tls.X509KeyPair(p.server.CertPEM, p.server.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsl := newWSListener(t, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	b := startBrokerListener(t, wsl, nil)
+	got := make(chan string, 1)
+	b.collect("wss/up", got)
+	c := newClient(t, Config{Endpoint: b.addr, Transport: TransportWSS, Region: "us-east-1", CAFile: p.caFile, Credentials: &rotatingCreds{}})
+	connect(t, c)
+	r := nextRequest(t, wsl)
+	if r.URL.Query().Get("X-Amz-Signature") == "" {
+		t.Fatalf("no signature in %s", r.URL)
+	}
+	if _, err := c.Publish(ctxT(t), "wss/up", []byte("secure"), QoS1); err != nil {
+		t.Fatal(err)
+	}
+	receiveN(t, got, 1)
+
+	// A wss client that does not trust the broker's CA is refused clearly.
+	other, err := New(Config{Endpoint: b.addr, Transport: TransportWSS, ClientID: "d2", Region: "us-east-1", Credentials: &rotatingCreds{}, Backoff: fastBackoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient(t, other)
+	if err := other.Connect(ctxT(t)); !errors.Is(err, ErrTLS) {
+		t.Fatalf("untrusted wss broker: %v", err)
 	}
 }
