@@ -106,6 +106,8 @@ type Client struct {
 
 	subMu sync.Mutex     // serialises on-demand (un)subscribes
 	subs  map[string]int // on-demand filter → requests using it
+
+	onClose []func() // run by Close after the goroutines stopped
 }
 
 // waiter is one request waiting for its token-matched response.
@@ -190,6 +192,9 @@ func (c *Client) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	for _, f := range c.onClose {
+		f()
+	}
 	if len(filters) == 0 {
 		return nil
 	}

@@ -50,8 +50,8 @@ func runCloud(t *testing.T, o localcloud.Options) (*localcloud.Server, string) {
 	return s, ep
 }
 
-// device is a shadowsync client on an iot connection, with the online
-// events wired to Reconnected as an agent does it.
+// device is a shadowsync client on an iot connection (NewIOT follows the
+// online events), plus a signal on every online event for the test.
 type device struct {
 	iot    *iot.Client
 	shadow *Client
@@ -61,7 +61,7 @@ type device struct {
 func connectDevice(t *testing.T, addr, id string, opts Options) *device {
 	t.Helper()
 	ic, err := iot.New(iot.Config{
-		Endpoint: addr, Transport: iot.TransportTCP, ClientID: id, CleanSession: true,
+		Endpoint: addr, Transport: iot.TransportTCP, ClientID: id,
 		Backoff:        iot.BackoffConfig{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond, Stable: time.Second, Jitter: iot.JitterNone},
 		Queue:          iot.QueueConfig{Disabled: true},
 		ConnectTimeout: wait, OperationTimeout: wait,
@@ -75,17 +75,18 @@ func connectDevice(t *testing.T, addr, id string, opts Options) *device {
 	if opts.RetryBase == 0 {
 		opts.RetryBase, opts.RetryMax = 50*time.Millisecond, 200*time.Millisecond
 	}
-	sc, err := New(IOT(ic), opts)
+	sc, err := NewIOT(ic, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A second consumer of the connection events, as the agent's status is.
 	d := &device{iot: ic, shadow: sc, online: make(chan struct{}, 16)}
+	watch, _ := ic.Watch(8)
 	events := make(chan struct{})
 	go func() {
 		defer close(events)
-		for ev := range ic.Events() {
+		for ev := range watch {
 			if ev.Type == iot.EventOnline {
-				sc.Reconnected()
 				select {
 				case d.online <- struct{}{}:
 				default:

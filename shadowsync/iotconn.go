@@ -36,3 +36,33 @@ func (a iotConn) Subscribe(ctx context.Context, filters []string, qos byte, hand
 func (a iotConn) Unsubscribe(ctx context.Context, filters ...string) error {
 	return a.c.Unsubscribe(ctx, filters...)
 }
+
+// NewIOT returns a client on ic that follows ic's connection events itself
+// (through its own iot.Client.Watch channel): every iot.EventOnline calls
+// Reconnected. Close stops following.
+func NewIOT(ic *iot.Client, opts Options) (*Client, error) {
+	c, err := New(IOT(ic), opts)
+	if err != nil {
+		return nil, err
+	}
+	events, stop := ic.Watch(8)
+	c.onClose = append(c.onClose, stop)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				if ev.Type == iot.EventOnline {
+					c.Reconnected()
+				}
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}()
+	return c, nil
+}

@@ -151,7 +151,7 @@ func runShadow(ctx context.Context, e *env, args []string) error {
 
 	cfg := iot.Config{
 		Endpoint: *endpoint, Transport: iot.TransportTCP, ClientID: "agent-shadow-" + randomHex(6),
-		CleanSession: true, ConnectTimeout: *timeout, OperationTimeout: *timeout,
+		ConnectTimeout: *timeout, OperationTimeout: *timeout,
 		Queue: iot.QueueConfig{Disabled: true},
 	}
 	if *cert != "" {
