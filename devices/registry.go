@@ -94,11 +94,9 @@ func Define[O any, PO interface {
 			if err != nil {
 				return nil, err
 			}
-			d, err := open(ctx, env, v)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			return d, nil
+			// Drivers' errors already name the chip and address (or the
+			// HAL the line); the caller adds which configured device it was.
+			return open(ctx, env, v)
 		},
 	}
 }

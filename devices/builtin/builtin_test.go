@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +152,18 @@ func TestEveryDriver(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Read returned %v, want every readable property %v", got, want)
 			}
+			// The reporter and the reconcile loop read concurrently.
+			var wg sync.WaitGroup
+			for i := 0; i < 3; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := d.Read(ctx); err != nil {
+						t.Errorf("concurrent Read: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
 			// Outputs are written, then read back.
 			for _, p := range props {
 				if !p.Writable {

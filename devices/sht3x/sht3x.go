@@ -104,7 +104,10 @@ func New(ctx context.Context, bus i2c.Bus, o Options) (*Dev, error) {
 	// Read Status (0xF32D, §4.11): the SHT3x has no ID register; a status
 	// word with a valid Sensirion CRC is the best identity check there is.
 	var st [3]byte
-	if err := d.dev.Tx([]byte{0xF3, 0x2D}, st[:]); err != nil {
+	if err := d.dev.Tx([]byte{0xF3, 0x2D}, nil); err != nil {
+		return nil, d.errorf("read status: %w", err)
+	}
+	if err := d.dev.Tx(nil, st[:]); err != nil {
 		return nil, d.errorf("read status: %w", err)
 	}
 	if _, err := word(st[:]); err != nil {

@@ -40,7 +40,8 @@ func TestCRCDatasheetExample(t *testing.T) {
 // −45 + 175·26214/65535 = 24.999 °C and 100·32768/65535 = 50.0008 %RH.
 func TestTranscript(t *testing.T) {
 	bus := &i2ctest.Playback{DontPanic: true, Ops: []i2ctest.IO{
-		{Addr: 0x45, W: []byte{0xF3, 0x2D}, R: []byte{0x80, 0x10, CRC8([]byte{0x80, 0x10})}},
+		{Addr: 0x45, W: []byte{0xF3, 0x2D}},
+		{Addr: 0x45, R: []byte{0x80, 0x10, CRC8([]byte{0x80, 0x10})}},
 		{Addr: 0x45, W: []byte{0x24, 0x16}},
 		{Addr: 0x45, R: []byte{0x66, 0x66, CRC8([]byte{0x66, 0x66}), 0x80, 0x00, CRC8([]byte{0x80, 0x00})}},
 	}}
@@ -107,7 +108,7 @@ func TestErrors(t *testing.T) {
 		t.Errorf("New with no chip: %v", err)
 	}
 	// A chip answering the status command with a bad CRC is not an SHT3x.
-	bad := &i2ctest.Playback{DontPanic: true, Ops: []i2ctest.IO{{Addr: 0x44, W: []byte{0xF3, 0x2D}, R: []byte{0xFF, 0xFF, 0xFF}}}}
+	bad := &i2ctest.Playback{DontPanic: true, Ops: []i2ctest.IO{{Addr: 0x44, W: []byte{0xF3, 0x2D}}, {Addr: 0x44, R: []byte{0xFF, 0xFF, 0xFF}}}}
 	if _, err := New(ctx(t), bad, opts()); !errors.Is(err, devices.ErrChecksum) {
 		t.Errorf("New on a non-SHT3x: %v", err)
 	}
