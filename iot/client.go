@@ -230,6 +230,7 @@ type Client struct {
 	subs     []*subscription
 	changed  chan struct{} // closed and replaced on state change / attempt failure
 	attempts uint64
+	lastFail error // error of the last failed connection attempt
 	stats    Stats
 
 	evMu         sync.Mutex
@@ -373,7 +374,7 @@ func (c *Client) Connect(ctx context.Context) error {
 	defer cancel()
 	for {
 		c.mu.Lock()
-		state, lastErr, attempts, changed := c.state, c.stats.LastError, c.attempts, c.changed
+		state, lastErr, attempts, changed := c.state, c.lastFail, c.attempts, c.changed
 		c.mu.Unlock()
 		switch {
 		case state == StateOnline:

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -233,5 +235,27 @@ func TestDiskQueueShrunkBelowContents(t *testing.T) {
 	small.close()
 	if _, err := small.enqueue(queuedMessage{Topic: "t"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("enqueue after close: %v", err)
+	}
+}
+
+func TestDiskQueueDropsCorruptRecord(t *testing.T) {
+	s, err := openBoltStore(filepath.Join(t.TempDir(), "q.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Put([]byte{0, 0, 0, 0, 0, 0, 0, 0}, []byte{9}) }); err != nil {
+		t.Fatal(err)
+	}
+	s.count++
+	if err := s.Push(queuedMessage{Topic: "t", Payload: []byte("good")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Front(); !errors.Is(err, ErrQueueStorage) || !strings.Contains(err.Error(), "dropped") {
+		t.Fatalf("corrupt record: %v", err)
+	}
+	m, ok, err := s.Front()
+	if err != nil || !ok || string(m.Payload) != "good" || s.Len() != 1 {
+		t.Fatalf("after dropping the corrupt record: %+v %v %v len %d", m, ok, err, s.Len())
 	}
 }

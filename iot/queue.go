@@ -207,22 +207,32 @@ func (s *boltStore) Push(m queuedMessage) error {
 
 func (s *boltStore) Front() (queuedMessage, bool, error) {
 	var (
-		m     queuedMessage
-		found bool
+		m       queuedMessage
+		found   bool
+		corrupt error
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		k, v := tx.Bucket(queueBucket).Cursor().First()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(queueBucket).Cursor()
+		k, v := c.First()
 		if k == nil {
 			return nil
 		}
-		found = true
 		var err error
-		m, err = decodeQueued(v)
+		if m, err = decodeQueued(v); err != nil {
+			// Drop an undecodable record rather than block the queue forever.
+			corrupt = fmt.Errorf("%w: %s: dropped record %x: %w", ErrQueueStorage, s.path, k, err)
+			return c.Delete()
+		}
 		m.ID = binary.BigEndian.Uint64(k)
-		return err
+		found = true
+		return nil
 	})
 	if err != nil {
 		return queuedMessage{}, false, fmt.Errorf("%w: reading %s: %w", ErrQueueStorage, s.path, err)
+	}
+	if corrupt != nil {
+		s.count--
+		return queuedMessage{}, false, corrupt
 	}
 	return m, found, nil
 }

@@ -43,6 +43,7 @@ func (c *Client) run() {
 			wait := b.Failed()
 			c.mu.Lock()
 			c.attempts++
+			c.lastFail = err
 			c.stats.ConnectFailures++
 			c.stats.LastError, c.stats.LastErrorAt = err, c.now()
 			c.state = StateOffline
@@ -55,10 +56,29 @@ func (c *Client) run() {
 			continue
 		}
 		b.Connected(c.now())
-		lostErr, closing := c.serve(cli, watch, sessionPresent)
+		lostErr, closing, wasOnline := c.serve(cli, watch, sessionPresent)
 		if closing {
 			cli.Disconnect(uint(c.cfg.DisconnectTimeout.Milliseconds()))
 			return
+		}
+		if !wasOnline {
+			// Lost while restoring subscriptions: never announced online,
+			// so report a failed attempt rather than a drop.
+			wait := b.Disconnected(c.now())
+			err := fmt.Errorf("iot: connection to %s lost while restoring subscriptions: %w", c.endpoint, lostErr)
+			c.mu.Lock()
+			c.attempts++
+			c.lastFail = err
+			c.stats.ConnectFailures++
+			c.stats.LastError, c.stats.LastErrorAt = err, c.now()
+			c.state = StateOffline
+			c.notifyLocked()
+			c.mu.Unlock()
+			c.emit(Event{Type: EventConnectFailed, Err: err, RetryIn: wait})
+			if !c.sleep(wait) {
+				return
+			}
+			continue
 		}
 		wait := b.Disconnected(c.now())
 		c.mu.Lock()
@@ -253,7 +273,7 @@ func (c *Client) open(ctx context.Context) (net.Conn, error) {
 
 // serve restores subscriptions, goes online, then drains the offline queue
 // until the connection drops (lostErr) or Close is called (closing).
-func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (lostErr error, closing bool) {
+func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (lostErr error, closing, wasOnline bool) {
 	c.mu.Lock()
 	c.gen++
 	gen := c.gen
@@ -283,9 +303,9 @@ func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (
 		err := c.subscribe(c.runCtx, cli, watch, gen, pending)
 		switch {
 		case errors.Is(err, errConnLost):
-			return watch.err, false
+			return watch.err, false, false
 		case errors.Is(err, ErrClosed), c.runCtx.Err() != nil:
-			return nil, true
+			return nil, true, false
 		case err != nil:
 			c.emit(Event{Type: EventSubscribeFailed, Err: err})
 			c.mu.Lock()
@@ -300,9 +320,9 @@ func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (
 	if c.queue == nil {
 		select {
 		case <-watch.dead:
-			return watch.err, false
+			return watch.err, false, true
 		case <-c.closeCh:
-			return nil, true
+			return nil, true, true
 		}
 	}
 	var next time.Time // earliest time for the next drained message
@@ -321,9 +341,9 @@ func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (
 		}
 		select {
 		case <-watch.dead:
-			return watch.err, false
+			return watch.err, false, true
 		case <-c.closeCh:
-			return nil, true
+			return nil, true, true
 		case <-c.wake:
 			if timer != nil {
 				timer.Stop()
@@ -333,9 +353,9 @@ func (c *Client) serve(cli mqtt.Client, watch *connWatch, sessionPresent bool) (
 			if err := c.drainOne(cli, watch); err != nil {
 				switch {
 				case errors.Is(err, errConnLost):
-					return watch.err, false
-				case errors.Is(err, ErrClosed):
-					return nil, true
+					return watch.err, false, true
+				case errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):
+					return nil, true, true
 				}
 				c.recordError(err)
 				continue
