@@ -20,9 +20,11 @@ type BME280Calibration struct {
 }
 
 // DatasheetCalibration returns the temperature and pressure trimming values
-// of Bosch's worked example (BMP280 datasheet §3.12 / BME280 §8.2: with
-// adc_T = 519888 and adc_P = 415148 they compensate to 25.08 °C and
-// 100653 Pa) and humidity values typical of production parts.
+// of Bosch's worked example (BME280 datasheet §8.2, also in the BMP280
+// datasheet: with adc_T = 519888 and adc_P = 415148 they compensate to
+// 25.08 °C and 100653 Pa). The datasheet has no humidity example; the H1–H6
+// values are plausible ones (positive H2, so the compensation is monotonic)
+// chosen for the model, not taken from a document.
 func DatasheetCalibration() BME280Calibration {
 	return BME280Calibration{
 		T1: 27504, T2: 26435, T3: -1000,
