@@ -58,6 +58,16 @@ func (m *mirror) onDocument(v int64, desired, reported, delta map[string]any) {
 	if m.known && v < m.docVersion {
 		return
 	}
+	if v < m.version {
+		// A newer delta or update reply overtook this get: the document is
+		// already out of date, get it again.
+		m.needGet = true
+		if m.known {
+			return
+		}
+	} else {
+		m.needGet = false
+	}
 	m.known, m.exists = true, true
 	m.desired, m.reported = cloneMap(desired), cloneMap(reported)
 	m.delta = cloneMap(delta)
@@ -66,7 +76,6 @@ func (m *mirror) onDocument(v int64, desired, reported, delta map[string]any) {
 	}
 	m.docVersion = v
 	m.version = max(m.version, v)
-	m.needGet = false
 }
 
 // update is the state part of an update/accepted message.

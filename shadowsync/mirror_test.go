@@ -100,6 +100,16 @@ func TestMirrorFollowsUpdatesAndDeltas(t *testing.T) {
 	if s := m.snapshot(); js(s.Desired) != `{"fan":3}` || s.InSync {
 		t.Fatalf("after delta v8: %+v", s)
 	}
+	// A get answered before a newer delta arrived is out of date: it does
+	// not overwrite the newer desired, and asks for another get.
+	m.onDocument(7, nil, nil, nil)
+	if s := m.snapshot(); js(s.Desired) != `{"fan":3}` || !m.needGet {
+		t.Fatalf("after an overtaken get: %+v needGet=%v", s, m.needGet)
+	}
+	m.onDocument(8, obj(t, `{"fan":3}`), obj(t, `{"fan":3}`), nil)
+	if s := m.snapshot(); !s.InSync || s.Version != 8 || m.needGet {
+		t.Fatalf("after a current get: %+v needGet=%v", s, m.needGet)
+	}
 	m.onGone()
 	if s := m.snapshot(); !s.Known || s.Exists || s.Version != 0 {
 		t.Fatalf("after delete: %+v", s)
