@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/pinshadow/pinshadow/iot/sigv4"
 )
@@ -166,4 +169,25 @@ func TestWebSocketOverTLS(t *testing.T) {
 	if err := other.Connect(ctxT(t)); !errors.Is(err, ErrTLS) {
 		t.Fatalf("untrusted wss broker: %v", err)
 	}
+}
+
+// Compatibility with mochi's own WebSocket listener (the one `agent cloud`
+// would use). It needs a fixed address, so a free port is picked first.
+func TestWebSocketMochiListener(t *testing.T) {
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := probe.Addr().String()
+	probe.Close()
+	b := startBrokerListener(t, listeners.NewWebsocket(listeners.Config{ID: "mochi-ws", Address: addr}), nil)
+	got := make(chan string, 1)
+	b.collect("mochi/ws", got)
+	// mochi serves asynchronously: the client's retry loop covers the gap.
+	c := newClient(t, Config{Endpoint: addr, Transport: TransportWS, Region: "eu-central-1", Credentials: sigv4.Static{AccessKeyID: "AKID", SecretAccessKey: "secret"}})
+	connect(t, c)
+	if _, err := c.Publish(ctxT(t), "mochi/ws", []byte("hi"), QoS1); err != nil {
+		t.Fatal(err)
+	}
+	receiveN(t, got, 1)
 }
