@@ -545,6 +545,9 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 	if err := validateTopic(topic); err != nil {
 		return 0, err
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("iot: publish to %q: %w", topic, err)
+	}
 	if qos > QoS1 {
 		return 0, &ConfigError{Field: "qos", Value: strconv.Itoa(int(qos)), Reason: "must be 0 or 1 (AWS IoT has no QoS 2)"}
 	}

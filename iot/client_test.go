@@ -527,3 +527,26 @@ func TestHandlerMayPublishAndWait(t *testing.T) {
 		t.Fatalf("pong %v", v)
 	}
 }
+
+// Nothing blocks forever: a missing PUBACK ends in ErrOperationTimeout, a
+// cancelled context ends the wait at once, and the connection stays up.
+func TestOperationTimeoutAndContext(t *testing.T) {
+	b := startBroker(t, nil, &connectHook{blackhole: "void"})
+	c := newClient(t, Config{Endpoint: b.addr, Transport: TransportTCP, OperationTimeout: 100 * time.Millisecond})
+	connect(t, c)
+	_, err := c.Publish(ctxT(t), "void", []byte("x"), QoS1)
+	if !errors.Is(err, ErrOperationTimeout) || !strings.Contains(err.Error(), "no PUBACK within 100ms") {
+		t.Fatalf("want operation timeout, got %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Publish(ctx, "void", []byte("x"), QoS1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
+	if c.State() != StateOnline {
+		t.Fatalf("state %v after timeouts", c.State())
+	}
+	if res, err := c.Publish(ctxT(t), "fine", nil, QoS1); err != nil || res != Sent {
+		t.Fatalf("normal publish after timeouts: %v %v", res, err)
+	}
+}

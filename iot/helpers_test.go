@@ -189,11 +189,19 @@ func ctxT(t *testing.T) context.Context {
 // connectHook records CONNECT packets and can refuse subscriptions.
 type connectHook struct {
 	mochi.HookBase
-	deny     string
-	refuse   bool
-	mu       sync.Mutex
-	connects []packets.Packet
-	subs     int
+	deny      string // filter whose SUBSCRIBE is refused (SUBACK 0x80)
+	refuse    bool   // refuse every CONNECT
+	blackhole string // topic whose PUBLISHes are swallowed without PUBACK
+	mu        sync.Mutex
+	connects  []packets.Packet
+	subs      int
+}
+
+func (h *connectHook) OnPublish(_ *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.blackhole != "" && pk.TopicName == h.blackhole {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
 }
 
 func (h *connectHook) subscribes() int {
@@ -211,7 +219,7 @@ func (h *connectHook) OnSubscribe(_ *mochi.Client, pk packets.Packet) packets.Pa
 
 func (h *connectHook) ID() string { return "test-hook" }
 func (h *connectHook) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnConnect || b == mochi.OnSubscribe
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck || b == mochi.OnConnect || b == mochi.OnSubscribe || b == mochi.OnPublish
 }
 func (h *connectHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return !h.refuse }
 func (h *connectHook) OnACLCheck(_ *mochi.Client, topic string, _ bool) bool {
