@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -548,5 +549,80 @@ func TestOperationTimeoutAndContext(t *testing.T) {
 	}
 	if res, err := c.Publish(ctxT(t), "fine", nil, QoS1); err != nil || res != Sent {
 		t.Fatalf("normal publish after timeouts: %v %v", res, err)
+	}
+}
+
+// silentServer accepts TCP connections and never answers (no CONNACK).
+func silentServer(t *testing.T) (addr string, accepted <-chan struct{}) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := make(chan struct{}, 16)
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn)
+			select {
+			case acc <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String(), acc
+}
+
+func TestSilentBrokerConnectTimeout(t *testing.T) {
+	addr, _ := silentServer(t)
+	c := newClient(t, Config{Endpoint: addr, Transport: TransportTCP, ConnectTimeout: 150 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	err := c.Connect(ctx)
+	if !errors.Is(err, ErrConnectTimeout) {
+		t.Fatalf("silent broker: %v", err)
+	}
+	ev := waitEvent(t, c, EventConnectFailed)
+	if !errors.Is(ev.Err, ErrConnectTimeout) || !strings.Contains(ev.Err.Error(), "no CONNACK") {
+		t.Fatalf("attempt error %v", ev.Err)
+	}
+}
+
+// Close abandons a connection attempt at once instead of waiting for the
+// connect timeout.
+func TestCloseAbortsAttempt(t *testing.T) {
+	addr, accepted := silentServer(t)
+	c, err := New(Config{Endpoint: addr, Transport: TransportTCP, ClientID: "d", ConnectTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = c.Connect(ctx) // starts the loop
+	select {
+	case <-accepted:
+	case <-time.After(waitFor):
+		t.Fatal("no connection attempt")
+	}
+	start := time.Now()
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), waitFor)
+	defer cancelClose()
+	if err := c.Close(closeCtx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > waitFor/2 {
+		t.Fatalf("Close took %v during a connect attempt", d)
 	}
 }
