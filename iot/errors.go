@@ -51,6 +51,7 @@ type ConfigError struct {
 	Reason string // what is wrong and what is accepted
 }
 
+// Error describes the problem and what to do about it.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("iot: invalid %s %q: %s", e.Field, e.Value, e.Reason)
 }
@@ -68,6 +69,7 @@ type FileError struct {
 	Hint string // what to do about it
 }
 
+// Error describes the problem and what to do about it.
 func (e *FileError) Error() string {
 	msg := fmt.Sprintf("iot: %s file %s: %v", e.Role, e.Path, e.Err)
 	if e.Hint != "" {
@@ -89,6 +91,7 @@ type KeyPermissionError struct {
 	Mode fs.FileMode // the permission bits found
 }
 
+// Error describes the problem and what to do about it.
 func (e *KeyPermissionError) Error() string {
 	return fmt.Sprintf("iot: private key %s is accessible by group or others (mode %04o); it must be readable by its owner only (mode 0600 or 0400): run chmod 600 %s",
 		e.Path, uint32(e.Mode.Perm()), e.Path)
@@ -107,6 +110,7 @@ type TLSError struct {
 	Hint     string
 }
 
+// Error describes the problem and what to do about it.
 func (e *TLSError) Error() string {
 	msg := fmt.Sprintf("iot: TLS with %s failed: %v", e.Endpoint, e.Err)
 	if e.Hint != "" {
@@ -128,6 +132,7 @@ type ConnectRefusedError struct {
 	Code     byte // 1 protocol version, 2 client id, 3 server unavailable, 4 bad username/password, 5 not authorised
 }
 
+// Error describes the problem and what to do about it.
 func (e *ConnectRefusedError) Error() string {
 	reasons := map[byte]string{
 		1: "unacceptable protocol version",
@@ -153,6 +158,7 @@ type SubscribeRejectedError struct {
 	Filters []string
 }
 
+// Error describes the problem and what to do about it.
 func (e *SubscribeRejectedError) Error() string {
 	return fmt.Sprintf("iot: broker rejected subscription to %s (SUBACK 0x80; check the policy allows iot:Subscribe on these filters)", strings.Join(e.Filters, ", "))
 }
