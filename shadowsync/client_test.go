@@ -199,7 +199,9 @@ func TestTimeoutIsTypedAndOtherTokensAreIgnored(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("get did not time out")
 	}
-	if held := cloud.heldTopics(); len(held) != 1 || held[0] != "$aws/things/pi/shadow/get/accepted" {
+	// Its answer (404 or the document, depending on when the get ran) was
+	// the only message withheld.
+	if held := cloud.heldTopics(); len(held) != 1 || !strings.HasPrefix(held[0], "$aws/things/pi/shadow/get/") {
 		t.Fatalf("held %v", held)
 	}
 	cloud.release() // a late response is ignored without harm
