@@ -52,6 +52,7 @@ type RejectedError struct {
 	ClientToken string
 }
 
+// Error says which request was rejected, with AWS's code and message.
 func (e *RejectedError) Error() string {
 	return fmt.Sprintf("shadow %s %s rejected: %d %s", e.Shadow, e.Op, e.Code, e.Message)
 }
@@ -102,6 +103,7 @@ type TimeoutError struct {
 	Cause error
 }
 
+// Error says which request got no response, and what to check.
 func (e *TimeoutError) Error() string {
 	msg := fmt.Sprintf("shadow %s %s: no response for clientToken %q after %v (is the device connected and subscribed, and is the shadow service up?)",
 		e.Shadow, e.Op, e.ClientToken, e.After.Round(time.Millisecond))

@@ -13,8 +13,8 @@ import (
 // the shadow retries after the reconnect instead. Subscriptions are
 // recorded by iot and restored on every reconnect.
 //
-// The owner of the iot client reads its Events and calls
-// Client.Reconnected on every iot.EventOnline.
+// With IOT the owner calls Client.Reconnected on every iot.EventOnline;
+// NewIOT does that itself.
 func IOT(c *iot.Client) Conn { return iotConn{c} }
 
 type iotConn struct{ c *iot.Client }

@@ -149,7 +149,7 @@ type Snapshot struct {
 	// Desired, Reported and Delta are nil when empty. Numbers are
 	// json.Number.
 	Desired, Reported, Delta map[string]any
-	// InSync is true when the document is known and desired has nothing
-	// reported differs from.
+	// InSync is true when the document is known and no desired value
+	// differs from reported (the delta is empty).
 	InSync bool
 }

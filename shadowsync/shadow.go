@@ -73,6 +73,8 @@ type Delta struct {
 
 // Document is a get/accepted response: the whole shadow document.
 type Document struct {
+	// Desired, Reported and Delta are the document's state sections, nil
+	// when absent; numbers are json.Number.
 	Desired, Reported, Delta map[string]any
 	// Metadata holds per-leaf timestamps, as sent.
 	Metadata map[string]any

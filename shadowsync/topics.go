@@ -10,8 +10,10 @@ import (
 // Key identifies one shadow: a thing's classic shadow (Name == "") or one
 // of its named shadows.
 type Key struct {
+	// Thing is the thing name.
 	Thing string
-	Name  string
+	// Name is the named shadow's name; "" for the classic shadow.
+	Name string
 }
 
 // String renders the key as thing or thing/name.
