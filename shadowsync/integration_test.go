@@ -190,7 +190,10 @@ func errorsIsConflict(err error) bool {
 func TestBrokerRestartDuringReportStream(t *testing.T) {
 	dir := t.TempDir()
 	srv1, addr := startCloud(t, "127.0.0.1:0", dir)
-	dev := connectDevice(t, addr, "pi", Options{})
+	// Failed reports wait 10s before retrying on their own, longer than
+	// the test waits: only the reconnect (NewIOT → Reconnected) brings the
+	// device back in time.
+	dev := connectDevice(t, addr, "pi", Options{RetryBase: 10 * time.Second, RetryMax: 10 * time.Second})
 	dev.waitOnline(t)
 	k := Key{Thing: "pi"}
 	s := open(t, dev.shadow, k, ShadowOptions{})
@@ -233,10 +236,9 @@ func TestBrokerRestartDuringReportStream(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no delta with the offline desired change")
 		}
+		// The resync's delta (Resync set) may already be replaced by the
+		// delta of the re-published report: both carry the change.
 		if d.State["mode"] == "boost" {
-			if !d.Resync {
-				t.Errorf("offline change delivered as %+v, want Resync", d)
-			}
 			break
 		}
 	}
