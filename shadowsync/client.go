@@ -204,8 +204,9 @@ func (c *Client) Close(ctx context.Context) error {
 	return nil
 }
 
-// take waits until the thing's rate limit allows one more request.
-func (c *Client) take(ctx context.Context, thing string) error {
+// take waits until the thing's rate limit allows one more request for s.
+func (c *Client) take(ctx context.Context, s *Shadow) error {
+	thing := s.key.Thing
 	for {
 		c.mu.Lock()
 		b := c.buckets[thing]
@@ -224,7 +225,7 @@ func (c *Client) take(ctx context.Context, thing string) error {
 		case <-ctx.Done():
 			stop()
 			return ctx.Err()
-		case <-c.ctx.Done():
+		case <-s.ctx.Done():
 			stop()
 			return ErrClosed
 		}
@@ -336,7 +337,7 @@ func (c *Client) request(ctx context.Context, s *Shadow, op string, body map[str
 	}
 	w := &waiter{key: s.key, op: op, ch: make(chan response, 1)}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || s.ctx.Err() != nil {
 		c.mu.Unlock()
 		return response{}, ErrClosed
 	}
@@ -354,7 +355,7 @@ func (c *Client) request(ctx context.Context, s *Shadow, op string, body map[str
 		return &TimeoutError{Op: op, Shadow: s.key, ClientToken: token, After: time.Since(start), Cause: parent.Err()}
 	}
 	if !preTaken {
-		if err := c.take(ctx, s.key.Thing); err != nil {
+		if err := c.take(ctx, s); err != nil {
 			if errors.Is(err, ErrClosed) {
 				return response{}, err
 			}
@@ -372,7 +373,7 @@ func (c *Client) request(ctx context.Context, s *Shadow, op string, body map[str
 		return r, nil
 	case <-ctx.Done():
 		return response{}, timeout()
-	case <-c.ctx.Done():
+	case <-s.ctx.Done():
 		return response{}, ErrClosed
 	}
 }

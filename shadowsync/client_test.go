@@ -610,3 +610,40 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Errorf("%d subscriptions left after Close", left)
 	}
 }
+
+func TestShadowCloseLeavesTheOthersRunning(t *testing.T) {
+	cloud := newFakeCloud(t)
+	c, conn := newTestClient(t, cloud, Options{})
+	a := open(t, c, Key{Thing: "pi", Name: "a"}, ShadowOptions{})
+	b := open(t, c, Key{Thing: "pi", Name: "b"}, ShadowOptions{})
+	if err := a.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-a.Deltas(); ok {
+		t.Error("closed shadow's Deltas still open")
+	}
+	if _, err := a.Get(ctxT(t)); !errors.Is(err, ErrClosed) {
+		t.Errorf("get on a closed shadow: %v, want ErrClosed", err)
+	}
+	if err := a.Report(map[string]any{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Flush(ctxT(t)); !errors.Is(err, ErrClosed) {
+		t.Errorf("flush on a closed shadow: %v, want ErrClosed", err)
+	}
+	cloud.mu.Lock()
+	_, aSub := conn.subs[a.Key().Prefix()+"/get/accepted"]
+	_, bSub := conn.subs[b.Key().Prefix()+"/get/accepted"]
+	cloud.mu.Unlock()
+	if aSub || !bSub {
+		t.Errorf("after closing a: a subscribed %v, b subscribed %v; want false, true", aSub, bSub)
+	}
+	b.Report(map[string]any{"y": 2})
+	if err := b.Flush(ctxT(t)); err != nil {
+		t.Fatalf("the other shadow stopped working: %v", err)
+	}
+	again := open(t, c, a.Key(), ShadowOptions{NoAutoSync: true})
+	if _, err := again.Get(ctxT(t)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("reopened shadow get: %v, want 404", err)
+	}
+}

@@ -2,6 +2,7 @@ package shadowsync
 
 import (
 	"context"
+	"errors"
 
 	"github.com/pinshadow/pinshadow/iot"
 )
@@ -14,7 +15,8 @@ import (
 // recorded by iot and restored on every reconnect.
 //
 // With IOT the owner calls Client.Reconnected on every iot.EventOnline;
-// NewIOT does that itself.
+// NewIOT does that itself. Use one shadowsync Client per connection: iot
+// keeps one handler per filter.
 func IOT(c *iot.Client) Conn { return iotConn{c} }
 
 type iotConn struct{ c *iot.Client }
@@ -34,7 +36,10 @@ func (a iotConn) Subscribe(ctx context.Context, filters []string, qos byte, hand
 }
 
 func (a iotConn) Unsubscribe(ctx context.Context, filters ...string) error {
-	return a.c.Unsubscribe(ctx, filters...)
+	if err := a.c.Unsubscribe(ctx, filters...); err != nil && !errors.Is(err, iot.ErrClosed) {
+		return err // a closed connection has no subscriptions left to remove
+	}
+	return nil
 }
 
 // NewIOT returns a client on ic that follows ic's connection events itself

@@ -25,7 +25,8 @@ type ShadowOptions struct {
 	// shadow then gets the document, delivers any delta and retries.
 	VersionedReports bool
 	// OnReportError is called, from the shadow's own goroutine, when a
-	// reported update is rejected for good (e.g. 400, 413) and dropped.
+	// reported update is rejected for good (e.g. 400, 413) and dropped. It
+	// must not call Close.
 	OnReportError func(error)
 }
 
@@ -38,6 +39,9 @@ type Shadow struct {
 	filters []string // subscribed for the shadow's life
 	deltas  chan Delta
 	wake    chan struct{}
+	ctx     context.Context // ends when the shadow or its client is closed
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run has returned
 
 	mu         sync.Mutex
 	closed     bool
@@ -131,9 +135,10 @@ func (c *Client) Open(ctx context.Context, k Key, so ShadowOptions) (*Shadow, er
 	}
 	s := &Shadow{
 		c: c, key: k, opts: so,
-		deltas: make(chan Delta, 1), wake: make(chan struct{}, 1),
+		deltas: make(chan Delta, 1), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		changed: make(chan struct{}), syncWanted: !so.NoAutoSync,
 	}
+	s.ctx, s.cancel = context.WithCancel(c.ctx)
 	if so.OnDemand {
 		s.filters = []string{k.Prefix() + "/update/delta"}
 	} else {
@@ -155,17 +160,42 @@ func (c *Client) Open(ctx context.Context, k Key, so ShadowOptions) (*Shadow, er
 		c.mu.Lock()
 		delete(c.shadows, k)
 		c.mu.Unlock()
+		s.cancel()
 		return nil, fmt.Errorf("shadowsync: open %s: subscribe %v: %w", k, s.filters, err)
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		s.cancel()
 		return nil, ErrClosed
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
-	go s.run(c.ctx)
+	go s.run(s.ctx)
 	return s, nil
+}
+
+// Close stops using the shadow: its goroutine stops, waiting requests and
+// Flush fail with ErrClosed, Deltas is closed and its topics are
+// unsubscribed (bounded by ctx). Other shadows are not affected; the key
+// may be opened again. Client.Close closes every shadow.
+func (s *Shadow) Close(ctx context.Context) error {
+	c := s.c
+	c.mu.Lock()
+	mine := c.shadows[s.key] == s
+	if mine {
+		delete(c.shadows, s.key)
+	}
+	c.mu.Unlock()
+	s.cancel()
+	<-s.done
+	if !mine {
+		return nil // closed before, or by Client.Close
+	}
+	if err := c.conn.Unsubscribe(ctx, s.filters...); err != nil {
+		return fmt.Errorf("shadowsync: close %s: unsubscribe: %w", s.key, err)
+	}
+	return nil
 }
 
 // Key returns the shadow's key.
@@ -432,6 +462,7 @@ func (s *Shadow) refresh(ctx context.Context) (bool, error) {
 // run is the shadow's goroutine: resyncs, mirror refreshes and reports.
 func (s *Shadow) run(ctx context.Context) {
 	defer s.c.wg.Done()
+	defer close(s.done)
 	defer func() {
 		s.mu.Lock()
 		s.closed = true
@@ -516,7 +547,7 @@ func (s *Shadow) resync(ctx context.Context) {
 // report sends the oldest pending reported patch. It waits for the rate
 // limit before taking the patch, so changes made meanwhile coalesce into it.
 func (s *Shadow) report(ctx context.Context) {
-	if err := s.c.take(ctx, s.key.Thing); err != nil {
+	if err := s.c.take(ctx, s); err != nil {
 		return // closing
 	}
 	s.mu.Lock()
