@@ -647,3 +647,53 @@ func TestShadowCloseLeavesTheOthersRunning(t *testing.T) {
 		t.Errorf("reopened shadow get: %v, want 404", err)
 	}
 }
+
+func TestReconnectWithNothingChangedSendsOnlyAGet(t *testing.T) {
+	cloud := newFakeCloud(t)
+	c, conn := newTestClient(t, cloud, Options{})
+	k := Key{Thing: "pi"}
+	s := open(t, c, k, ShadowOptions{})
+	s.Report(map[string]any{"temp": 20, "led": map[string]any{"r": 1}})
+	if err := s.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitResyncs(t, s, 1) // Open's
+	before := len(cloud.requestLog())
+	conn.setOnline(false)
+	conn.setOnline(true)
+	c.Reconnected()
+	waitResyncs(t, s, 2)
+	s.Report(map[string]any{"temp": 21})
+	if err := s.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, r := range cloud.requestLog()[before:] {
+		ops = append(ops, r.Topic[strings.LastIndex(r.Topic, "/")+1:])
+	}
+	if strings.Join(ops, ",") != "get,update" {
+		t.Errorf("requests after an uneventful reconnect: %v, want get then the one new report", ops)
+	}
+	if got := section(cloud.document(k), "reported"); got != `{"led":{"r":1},"temp":21}` {
+		t.Errorf("cloud reported = %s", got)
+	}
+}
+
+// waitResyncs waits until s has completed n resyncs.
+func waitResyncs(t *testing.T, s *Shadow, n int) {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		s.mu.Lock()
+		done, ch := s.resyncs >= n, s.changed
+		s.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("resync %d did not complete", n)
+		}
+	}
+}

@@ -53,6 +53,7 @@ type Shadow struct {
 	failures   int
 	retryAt    time.Time
 	changed    chan struct{} // closed and replaced when reporting progresses
+	resyncs    int           // completed resyncs, for tests
 }
 
 // Delta is a delta notification: desired values that differ from
@@ -539,9 +540,22 @@ func (s *Shadow) resync(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failures = 0
-	if len(s.local) > 0 {
+	s.resyncs++
+	defer s.progressed()
+	// Re-publish the full reported state unless the document just fetched
+	// already holds all of it (saves a request per reconnect of a device
+	// whose state did not change).
+	if len(s.local) > 0 && (s.m.needGet || !equal(anyOf(applyPatch(s.m.reported, s.local)), anyOf(s.m.reported))) {
 		s.enqueue(s.local)
 	}
+}
+
+// anyOf keeps a nil section comparable with equal.
+func anyOf(m map[string]any) any {
+	if m == nil {
+		return nil
+	}
+	return m
 }
 
 // report sends the oldest pending reported patch. It waits for the rate

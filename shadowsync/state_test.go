@@ -63,13 +63,6 @@ func TestApplyPatchFollowsAWSMergeRules(t *testing.T) {
 	}
 }
 
-// anyOf keeps a nil map comparable with equal.
-func anyOf(m map[string]any) any {
-	if m == nil {
-		return nil
-	}
-	return m
-}
 
 func TestComposePatchesIsExactOrRefuses(t *testing.T) {
 	// Stored sections the composition must be exact against.
