@@ -63,7 +63,6 @@ func TestApplyPatchFollowsAWSMergeRules(t *testing.T) {
 	}
 }
 
-
 func TestComposePatchesIsExactOrRefuses(t *testing.T) {
 	// Stored sections the composition must be exact against.
 	docs := []string{``, `{"a":1}`, `{"a":{"x":1,"y":2}}`, `{"a":[1],"b":{"c":{"d":1}}}`, `{"b":"s","c":{}}`,
