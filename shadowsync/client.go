@@ -158,8 +158,8 @@ func (c *Client) newToken() string {
 
 // Reconnected tells every open shadow that the connection is (again) up:
 // each gets its document, delivers a delta for desired changes made while
-// offline, and re-publishes its full reported state. Pending report
-// retries go at once. Call it from the connection's online event; it does
+// offline, and re-publishes its full reported state (unless the document
+// already holds it). Pending report retries go at once. Call it from the connection's online event; it does
 // not block.
 func (c *Client) Reconnected() {
 	c.mu.Lock()

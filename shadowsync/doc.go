@@ -49,7 +49,8 @@
 // current document and retry. After every (re)connect — the owner calls
 // Client.Reconnected from its connection's online event — each shadow gets
 // its document, delivers a delta event (Delta.Resync) for desired changes
-// made while it was offline, and re-publishes its full reported state.
+// made while it was offline, and re-publishes its full reported state
+// unless the fetched document already holds all of it.
 //
 // # Connections
 //
