@@ -52,10 +52,20 @@
 // made while it was offline, and re-publishes its full reported state
 // unless the fetched document already holds all of it.
 //
+// # Mirror
+//
+// Shadow.Mirror returns a copy of the last known document: desired,
+// reported, delta, version and whether it is in sync. It follows get
+// replies, every update/accepted (the device's own and, with persistent
+// subscriptions, everyone else's: AWS broadcasts them), deltas and deletes.
+// When an update reply skips versions, or a get is overtaken by a newer
+// message, the shadow gets the document again.
+//
 // # Connections
 //
 // The client needs only the small Conn interface: publish, batched
 // subscribe and unsubscribe with a context. Conn must keep subscriptions
-// across reconnects (package iot does) and must call handlers from its own
-// goroutines; the handlers this package installs never block.
+// across reconnects and must call handlers from its own goroutines; the
+// handlers this package installs never block. IOT adapts package iot's
+// connection; NewIOT also follows its online events.
 package shadowsync
