@@ -80,7 +80,7 @@ func (kv *keyValues) Set(s string) error {
 // runShadow is 'agent shadow get|update|delete': the cloud side of a
 // shadow, for people and scripts.
 func runShadow(ctx context.Context, e *env, args []string) error {
-	const synopsis = "get|update|delete --endpoint HOST:PORT --thing T [--name N] [--desired k=v …] [--reported k=v …] [--json DOC] [--version N] [--cert F --key F --ca F] [--timeout D]"
+	const synopsis = "get|update|delete --endpoint HOST:PORT --thing T [--name N] [--desired k=v …] [--reported k=v …] [--json DOC] [--version N] [--cert F --key F --ca F] [--client-id ID] [--timeout D]"
 	fs := newFlags(e, "shadow", synopsis)
 	endpoint := fs.String("endpoint", "", "MQTT endpoint HOST:PORT, e.g. 127.0.0.1:1883 for 'agent cloud' (required)")
 	thing := fs.String("thing", "", "thing name (required)")
@@ -94,6 +94,7 @@ func runShadow(ctx context.Context, e *env, args []string) error {
 	key := fs.String("key", "", "private key (PEM) of --cert")
 	ca := fs.String("ca", "", "CA certificates (PEM) the endpoint's certificate must chain to (default: system roots)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the connection and for the response")
+	clientID := fs.String("client-id", "", "MQTT client ID (default agent-shadow-<random>; AWS IoT policies often require the thing name)")
 
 	if len(args) == 0 {
 		fs.Usage()
@@ -149,8 +150,11 @@ func runShadow(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
+	if *clientID == "" {
+		*clientID = "agent-shadow-" + randomHex(6)
+	}
 	cfg := iot.Config{
-		Endpoint: *endpoint, Transport: iot.TransportTCP, ClientID: "agent-shadow-" + randomHex(6),
+		Endpoint: *endpoint, Transport: iot.TransportTCP, ClientID: *clientID,
 		ConnectTimeout: *timeout, OperationTimeout: *timeout,
 		Queue: iot.QueueConfig{Disabled: true},
 	}

@@ -88,7 +88,7 @@ func TestShadowCommandAgainstLocalCloud(t *testing.T) {
 	// A named shadow, over mutual TLS, with a whole request document.
 	code, out, errOut = runAgentCmd(t, "shadow", "update", "--endpoint", mtlsAddr, "--thing", "pi", "--name", "cfg",
 		"--cert", filepath.Join(pki, devcerts.DeviceCertFile), "--key", filepath.Join(pki, devcerts.DeviceKeyFile),
-		"--ca", filepath.Join(pki, devcerts.CACertFile), "--timeout", "5s",
+		"--ca", filepath.Join(pki, devcerts.CACertFile), "--timeout", "5s", "--client-id", "pi",
 		"--json", `{"state":{"desired":{"rate":5}},"clientToken":"mine"}`)
 	if code != 0 {
 		t.Fatalf("named update over mTLS: exit %d, stderr %q", code, errOut)
