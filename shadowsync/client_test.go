@@ -697,3 +697,38 @@ func waitResyncs(t *testing.T, s *Shadow, n int) {
 		}
 	}
 }
+
+func TestThrottledAndFailedReportsAreRetried(t *testing.T) {
+	cloud := newFakeCloud(t)
+	clock := newFakeClock()
+	errs := make(chan error, 4)
+	c, _ := newTestClient(t, cloud, Options{Clock: clock, RetryBase: time.Second, RetryMax: 4 * time.Second})
+	k := Key{Thing: "pi"}
+	s := open(t, c, k, ShadowOptions{NoAutoSync: true, OnReportError: func(err error) { errs <- err }})
+
+	cloud.mu.Lock()
+	cloud.rejectNext = []fakeReject{{429, "Too Many Requests"}, {500, "Internal service failure"}}
+	cloud.mu.Unlock()
+	s.Report(map[string]any{"temp": 20})
+	if d := clock.waitTimer(t); d != time.Second {
+		t.Errorf("wait after 429: %v, want 1s", d)
+	}
+	s.Report(map[string]any{"temp": 21}) // coalesces with the one waiting
+	clock.Advance(time.Second)
+	clock.waitTimerOf(t, 2*time.Second) // the wait after the 500 doubled
+	clock.Advance(2 * time.Second)
+	if err := s.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := section(cloud.document(k), "reported"); got != `{"temp":21}` {
+		t.Errorf("cloud reported = %s", got)
+	}
+	select {
+	case err := <-errs:
+		t.Errorf("a temporary rejection was reported as final: %v", err)
+	default:
+	}
+	if n := len(cloud.requestLog()); n != 3 {
+		t.Errorf("%d requests, want 3 (429, 500, accepted)", n)
+	}
+}

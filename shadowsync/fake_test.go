@@ -27,10 +27,18 @@ type fakeCloud struct {
 	// back (see release).
 	hold func(topic string, payload []byte) bool
 	held []delivery
+	// rejectNext makes the next requests fail with this code and message
+	// before the engine sees them (throttling, service failures).
+	rejectNext []fakeReject
 
 	queue chan delivery
 	done  chan struct{}
 	wg    sync.WaitGroup
+}
+
+type fakeReject struct {
+	code int
+	msg  string
 }
 
 type fakeRequest struct {
@@ -176,6 +184,11 @@ func (c *fakeConn) Publish(ctx context.Context, topic string, qos byte, payload 
 		return nil
 	}
 	res := f.engine.Handle(k, op, f.store[k], payload, f.now)
+	if len(f.rejectNext) > 0 {
+		r := f.rejectNext[0]
+		f.rejectNext = f.rejectNext[1:]
+		res = f.engine.Reject(k, op, payload, r.code, r.msg)
+	}
 	if res.Changed {
 		f.store[k] = res.Next
 	}
@@ -298,5 +311,23 @@ func (c *fakeClock) waitTimer(t *testing.T) time.Duration {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no timer was started within 5s")
 		return 0
+	}
+}
+
+// waitTimerOf waits until the code under test starts a timer of d (the
+// shadow's goroutine restarts its current wait whenever it is woken, so
+// other timers may come first).
+func (c *fakeClock) waitTimerOf(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case got := <-c.created:
+			if got == d {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no timer of %v was started within 5s", d)
+		}
 	}
 }
