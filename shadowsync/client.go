@@ -31,7 +31,7 @@ type Conn interface {
 // Options configure a Client. The zero value is usable.
 type Options struct {
 	// Timeout bounds each request's wait for its response (default 10 s).
-	// The caller's context can end it sooner.
+	// For a shorter timeout on one request, pass a context with a deadline.
 	Timeout time.Duration
 	// AtMostOnce publishes and subscribes at QoS 0 instead of QoS 1.
 	AtMostOnce bool

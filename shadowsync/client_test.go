@@ -716,6 +716,9 @@ func TestThrottledAndFailedReportsAreRetried(t *testing.T) {
 	s.Report(map[string]any{"temp": 21}) // coalesces with the one waiting
 	clock.Advance(time.Second)
 	clock.waitTimerOf(t, 2*time.Second) // the wait after the 500 doubled
+	if st := s.Status(); st.Failures != 2 || !errors.Is(st.LastError, ErrServiceFailure) || st.Pending != 1 || !st.RetryAt.Equal(clock.Now().Add(2*time.Second)) {
+		t.Errorf("status while waiting to retry: %+v", st)
+	}
 	clock.Advance(2 * time.Second)
 	if err := s.Flush(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -730,5 +733,8 @@ func TestThrottledAndFailedReportsAreRetried(t *testing.T) {
 	}
 	if n := len(cloud.requestLog()); n != 3 {
 		t.Errorf("%d requests, want 3 (429, 500, accepted)", n)
+	}
+	if st := s.Status(); st != (ReportStatus{}) {
+		t.Errorf("status after the report went through: %+v", st)
 	}
 }

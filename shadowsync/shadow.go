@@ -54,6 +54,7 @@ type Shadow struct {
 	retryAt    time.Time
 	changed    chan struct{} // closed and replaced when reporting progresses
 	resyncs    int           // completed resyncs, for tests
+	lastErr    error         // the last failure of a background request
 }
 
 // Delta is a delta notification: desired values that differ from
@@ -314,6 +315,28 @@ func (s *Shadow) Report(patch map[string]any) error {
 	return nil
 }
 
+// ReportStatus is the state of a shadow's background reporting, for status
+// displays.
+type ReportStatus struct {
+	// Pending is the number of queued reported patches not yet sent (after
+	// coalescing); InFlight is true while one is being sent.
+	Pending  int
+	InFlight bool
+	// Failures counts consecutive failed background requests; RetryAt is
+	// when the next retry goes (zero when none is scheduled).
+	Failures int
+	RetryAt  time.Time
+	// LastError is the last background failure (nil after a success).
+	LastError error
+}
+
+// Status returns the state of background reporting.
+func (s *Shadow) Status() ReportStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ReportStatus{Pending: len(s.pending), InFlight: s.inflight, Failures: s.failures, RetryAt: s.retryAt, LastError: s.lastErr}
+}
+
 // Flush waits until every reported change queued so far has been accepted
 // (or dropped as rejected), or ctx ends.
 func (s *Shadow) Flush(ctx context.Context) error {
@@ -516,6 +539,7 @@ func (s *Shadow) failed(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failures++
+	s.lastErr = err
 	d := backoff(s.failures, s.c.opts.RetryBase, s.c.opts.RetryMax)
 	s.retryAt = s.c.opts.Clock.Now().Add(d)
 	s.c.opts.Logger.Warn("shadow request failed; retrying", "shadow", s.key, "in", d, "err", err)
@@ -584,7 +608,7 @@ func (s *Shadow) report(ctx context.Context) {
 	switch {
 	case err == nil:
 		s.mu.Lock()
-		s.inflight, s.failures = false, 0
+		s.inflight, s.failures, s.lastErr = false, 0, nil
 		s.progressed()
 		s.mu.Unlock()
 	case errors.As(err, &rej) && rej.Code == 409:
@@ -596,7 +620,7 @@ func (s *Shadow) report(ctx context.Context) {
 		}
 	case errors.As(err, &rej) && !rej.Temporary():
 		s.mu.Lock()
-		s.inflight = false
+		s.inflight, s.lastErr = false, err
 		s.progressed()
 		s.mu.Unlock()
 		s.c.opts.Logger.Error("shadow reported update rejected; dropped", "shadow", s.key, "err", err)
