@@ -148,7 +148,7 @@ func (r Result) Doc() map[string]any {
 // restarts. The daemon persists it (JSON-encodable) after every Outcome
 // and passes it back in the next Input. The zero State is a fresh device.
 type State struct {
-	Keys    map[KeyPath]KeyState  `json:"keys,omitempty"`
+	Keys    map[KeyPath]KeyState   `json:"keys,omitempty"`
 	Outputs map[Output]OutputState `json:"outputs,omitempty"`
 }
 

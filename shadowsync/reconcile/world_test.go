@@ -46,7 +46,7 @@ type world struct {
 	state    State
 	offline  time.Duration
 	now      time.Time
-	fail     map[Output]error                            // writes to these fail
+	fail     map[Output]error                              // writes to these fail
 	readBack func(o Output, v devices.Value) devices.Value // what the hardware settles at
 
 	// last step's observations
