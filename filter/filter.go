@@ -237,7 +237,7 @@ func (c *Chain) Push(v float64, now time.Time) (out float64, report bool) {
 		case kindHeartbeat:
 		}
 		if !pass {
-			if droppedByDelta && heartbeat > 0 && c.reported && now.Sub(c.lastReportAt) >= heartbeat && c.throttleAllows(now) {
+			if droppedByDelta && heartbeat > 0 && c.reported && now.Sub(c.lastReportAt) >= heartbeat && c.throttleAllows(i+1, now) {
 				c.markThrottles(now)
 				c.lastReportAt = now
 				return c.lastReported, true
@@ -253,11 +253,12 @@ func (c *Chain) Push(v float64, now time.Time) (out float64, report bool) {
 	return x, true
 }
 
-// throttleAllows reports whether every throttle step would pass a value
-// at now.
-func (c *Chain) throttleAllows(now time.Time) bool {
+// throttleAllows reports whether every throttle step from index from on
+// (those this push has not reached; earlier ones passed it) would pass a
+// value at now.
+func (c *Chain) throttleAllows(from int, now time.Time) bool {
 	for i, s := range c.steps {
-		if s.kind == kindThrottle && c.st[i].has && now.Sub(c.st[i].at) < s.period {
+		if i >= from && s.kind == kindThrottle && c.st[i].has && now.Sub(c.st[i].at) < s.period {
 			return false
 		}
 	}
@@ -309,8 +310,8 @@ func Round(x float64, decimals int) float64 {
 	if decimals < 0 || math.IsNaN(x) || math.IsInf(x, 0) {
 		return x
 	}
-	if decimals > 15 {
-		return x
+	if decimals > 15 || math.Abs(x) >= 1e15 {
+		return x // no fractional digits left to round
 	}
 	p := math.Pow(10, float64(decimals))
 	r := math.Round(x*p) / p
