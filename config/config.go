@@ -196,7 +196,7 @@ func (l *loader) build() *Config {
 				fp.errf(s.val, "%s", thingProblem(v))
 			}
 		}
-	} else {
+	} else if !l.syntaxErr {
 		l.problem(Position{File: root.file, Line: 1, Col: 1}, "thing is missing; add thing: NAME (the AWS IoT thing name, 1–128 of a-z A-Z 0-9 : _ -)")
 	}
 
@@ -215,7 +215,7 @@ func (l *loader) build() *Config {
 
 	if s, ok := l.singles["connection"]; ok {
 		cfg.Connection = l.file(s.file).connection(s, cfg.Thing)
-	} else {
+	} else if !l.syntaxErr {
 		l.problem(Position{File: root.file, Line: 1, Col: 1}, "connection is missing; add a connection: section with at least endpoint")
 	}
 
@@ -234,7 +234,8 @@ func thingProblem(v string) string {
 	case len(v) > 128:
 		return fmt.Sprintf("thing name is %d characters long; AWS IoT allows at most 128", len(v))
 	case strings.ContainsAny(v, "/+#"):
-		return fmt.Sprintf("thing %q contains %q, which MQTT topics reserve (level separator or wildcard); allowed: a-z A-Z 0-9 : _ -", v, v[strings.IndexAny(v, "/+#")])
+		i := strings.IndexAny(v, "/+#")
+		return fmt.Sprintf("thing %q contains %q, which MQTT topics reserve (level separator or wildcard); allowed: a-z A-Z 0-9 : _ -", v, v[i:i+1])
 	}
 	return fmt.Sprintf("thing %q contains characters AWS IoT does not allow in a thing name; allowed: a-z A-Z 0-9 : _ -", v)
 }
@@ -262,13 +263,13 @@ func (l *loader) chooseBoard(cfg *Config) {
 		return
 	}
 	p, err := board.ByName(want)
-	if err != nil {
+	if err != nil { // the only error is an unknown name
 		if pos.File == "" {
 			// The override came from the caller (a flag): report it at
 			// the top of the file, where a board: line would go.
 			pos = Position{File: l.files[0], Line: 1, Col: 1}
 		}
-		l.problem(pos, "%s; allowed: auto or %s", err, strings.Join(board.Names(), ", "))
+		l.problem(pos, "unknown board %q; allowed: auto, %s%s", want, strings.Join(board.Names(), ", "), didYouMean(want, board.Names()))
 		cfg.Profile, _ = board.ByName("generic")
 		return
 	}

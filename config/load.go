@@ -65,7 +65,7 @@ func Parse(name string, o Options) (*Config, error) {
 	if o.Registry == nil {
 		o.Registry = builtin.NewRegistry()
 	}
-	l := &loader{opts: o, fileOrder: map[string]int{}, singles: map[string]src{}}
+	l := &loader{opts: o, fileOrder: map[string]int{}, singles: map[string]src{}, envFailed: map[*yaml.Node]bool{}}
 	if err := l.readFile(name, nil); err != nil {
 		return nil, err
 	}
@@ -94,6 +94,14 @@ type loader struct {
 	singles map[string]src // thing, board, state_dir, connection
 	devices []src          // each sequence item, in reading order
 	shadows []src
+	// hasShadows: a shadows: key was seen (an empty list is allowed).
+	hasShadows bool
+	// syntaxErr: some file did not parse; "missing" checks would only add
+	// noise.
+	syntaxErr bool
+	// envFailed holds values whose ${VAR} could not be expanded: they
+	// are reported once, not again as invalid values.
+	envFailed map[*yaml.Node]bool
 }
 
 func posOf(file string, n *yaml.Node) Position {
@@ -162,7 +170,8 @@ func (l *loader) readFile(name string, from *src) error {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		msg = yamlLine.ReplaceAllString(msg, "")
 		msg = strings.TrimLeft(msg, ": ")
-		l.problem(Position{File: name, Line: line}, "YAML syntax error: %s; check the indentation and quoting around this line", msg)
+		l.syntaxErr = true
+		l.problem(Position{File: name, Line: line}, "YAML syntax error at or below this line: %s; check the indentation and quoting", msg)
 		return nil
 	}
 	if len(doc.Content) == 0 {
@@ -180,6 +189,9 @@ func (l *loader) readFile(name string, from *src) error {
 		case "include":
 			l.includes(fp, kv.val)
 		case "devices", "shadows":
+			if kv.name == "shadows" {
+				l.hasShadows = true
+			}
 			seq := deref(kv.val)
 			if isNull(seq) {
 				continue
@@ -269,6 +281,7 @@ func (l *loader) expandEnv(file string, n *yaml.Node, depth int) {
 		out, err := expand(n.Value, l.opts.LookupEnv)
 		if err != "" {
 			l.errf(file, n, "%s", err)
+			l.envFailed[n] = true
 			return
 		}
 		if out != n.Value {

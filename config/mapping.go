@@ -187,7 +187,7 @@ func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 		}
 		cfg.spec.Interlocks = append(cfg.spec.Interlocks, il)
 	}
-	if len(l.shadows) == 0 && len(l.probs) == 0 {
+	if !l.hasShadows && !l.syntaxErr {
 		l.problem(Position{File: l.files[0], Line: 1, Col: 1}, "shadows is missing; add shadows: with at least one entry mapping desired or reported keys to devices")
 	}
 }

@@ -110,6 +110,9 @@ func (fp fileParser) scalar(n *yaml.Node, what string) (*yaml.Node, bool) {
 		fp.errf(n, "%s must be a single value, not a %s", what, kindName(s))
 		return nil, false
 	}
+	if fp.envFailed[s] {
+		return nil, false // already reported
+	}
 	return s, true
 }
 
