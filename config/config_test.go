@@ -388,8 +388,8 @@ include: more.yaml
 
 func TestIncludeCycleAndMissing(t *testing.T) {
 	fsys := files{
-		"main.yaml": head + "shadows: []\ninclude:\n  - a.yaml\n  - missing.yaml\n",
-		"a.yaml":    "include: sub/b.yaml\n",
+		"main.yaml":  head + "shadows: []\ninclude:\n  - a.yaml\n  - missing.yaml\n",
+		"a.yaml":     "include: sub/b.yaml\n",
 		"sub/b.yaml": "include: ../main.yaml\n",
 	}
 	_, err := parse(t, fsys, nil)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -325,7 +324,7 @@ func (l *loader) wire(p board.Profile, devs []*parsedDevice) {
 			n := d.options["pin"].val
 			pin, err := p.Resolve(v)
 			if err != nil {
-				d.fp.errf(n, "device %q: %v", d.ID, pinErr(err, p))
+				d.fp.errf(n, "device %q: %v", d.ID, err)
 				continue
 			}
 			if err := p.CheckReserved(pin, enabled); err != nil {
@@ -342,7 +341,7 @@ func (l *loader) wire(p board.Profile, devs []*parsedDevice) {
 			n := d.options["channel"].val
 			ch, pin, err := p.PWMFor(v)
 			if err != nil {
-				d.fp.errf(n, "device %q: %v", d.ID, pinErr(err, p))
+				d.fp.errf(n, "device %q: %v", d.ID, err)
 				continue
 			}
 			if pin.GPIO >= 0 {
@@ -386,15 +385,6 @@ func (l *loader) wire(p board.Profile, devs []*parsedDevice) {
 			setStringField(d.Options, "bus", b.Name)
 		}
 	}
-}
-
-// pinErr keeps board's message and adds what the generic profile needs.
-func pinErr(err error, p board.Profile) error {
-	var ue *board.UnknownError
-	if p.Generic() && errors.As(err, &ue) {
-		return fmt.Errorf("%w; set board: to your model (%s) to name pins as GPIO17 or pin11", err, strings.Join(board.Names(), ", "))
-	}
-	return err
 }
 
 // field returns the top-level struct field of opts (a pointer to a struct)

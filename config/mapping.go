@@ -250,7 +250,11 @@ func (fp fileParser) target(what string, e kv, f map[string]kv, st *shadowState,
 	}
 	d, ok := st.devs[devName]
 	if !ok {
-		if !broken[devName] {
+		switch {
+		case broken[devName]:
+		case len(st.ids) == 0 && len(broken) == 0:
+			fp.errf(devNode, "%s: unknown device %q; no devices are defined: add it under devices: (id, driver and its wiring)", what, devName)
+		default:
 			fp.errf(devNode, "%s: unknown device %q; allowed: %s%s", what, devName, orList(st.ids), didYouMean(devName, st.ids))
 		}
 		return nil, devices.Property{}, false
