@@ -160,4 +160,3 @@ func containsKey(ks []KeyPath, k KeyPath) bool {
 	}
 	return false
 }
-
