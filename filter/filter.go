@@ -38,6 +38,13 @@
 // Rounding (decimals ≥ 0) is applied to the reported value last; gates
 // compare unrounded values so rounding never hides or invents a change.
 //
+// # Only news is reported
+//
+// Unlike ESPHome, which publishes every value that leaves the chain, a
+// value equal to the last one reported (after rounding) is not reported
+// again: a shadow update costs a message and carries no news. A heartbeat
+// is the way to re-send unchanged values.
+//
 // # Failed reads
 //
 // A failed read is not pushed: the caller reports null with an error
@@ -249,6 +256,15 @@ func (c *Chain) Push(v float64, now time.Time) (out float64, report bool) {
 		}
 	}
 	x = Round(x, c.decimals)
+	if c.reported && x == c.lastReported {
+		// No news: a shadow update costs a message. Only a heartbeat
+		// re-sends an unchanged value.
+		if heartbeat > 0 && now.Sub(c.lastReportAt) >= heartbeat && c.throttleAllows(len(c.steps), now) {
+			c.lastReportAt = now
+			return x, true
+		}
+		return 0, false
+	}
 	c.reported, c.lastReported, c.lastReportAt = true, x, now
 	return x, true
 }

@@ -45,8 +45,12 @@ func TestChain(t *testing.T) {
 		steps    func(t *testing.T) []Step
 		samples  []sample
 	}{
-		{"no steps reports everything", -1, func(*testing.T) []Step { return nil },
-			[]sample{{0, 1, true, 1}, {s, 1, true, 1}}},
+		{"no steps reports every change, not repeats", -1, func(*testing.T) []Step { return nil },
+			[]sample{{0, 1, true, 1}, {s, 1, false, 0}, {2 * s, 2, true, 2}}},
+		{"rounding makes small changes repeats", 0, func(*testing.T) []Step { return nil },
+			[]sample{{0, 20.1, true, 20}, {s, 20.4, false, 0}, {2 * s, 20.6, true, 21}}},
+		{"heartbeat alone re-sends an unchanged value", -1, func(*testing.T) []Step { return []Step{Heartbeat(60 * s)} },
+			[]sample{{0, 5, true, 5}, {30 * s, 5, false, 0}, {60 * s, 5, true, 5}, {61 * s, 5, false, 0}, {62 * s, 6, true, 6}}},
 		{"offset then multiply, in order", -1, func(*testing.T) []Step { return []Step{Offset(1), Multiply(2)} },
 			[]sample{{0, 3, true, 8}}},
 		{"multiply then offset", -1, func(*testing.T) []Step { return []Step{Multiply(2), Offset(1)} },
@@ -56,7 +60,7 @@ func TestChain(t *testing.T) {
 		{"clamp", -1, func(*testing.T) []Step { return []Step{Clamp(0, 100)} },
 			[]sample{{0, -5, true, 0}, {s, 120, true, 100}, {2 * s, 50, true, 50}}},
 		{"median removes a spike", -1, func(*testing.T) []Step { return []Step{Median(3)} },
-			[]sample{{0, 20, true, 20}, {s, 22, true, 21}, {2 * s, 500, true, 22}, {3 * s, 21, true, 22}, {4 * s, 21, true, 21}}},
+			[]sample{{0, 20, true, 20}, {s, 22, true, 21}, {2 * s, 500, true, 22}, {3 * s, 21, false, 0}, {4 * s, 21, true, 21}}},
 		{"moving average", -1, func(*testing.T) []Step { return []Step{MovingAverage(2)} },
 			[]sample{{0, 10, true, 10}, {s, 20, true, 15}, {2 * s, 40, true, 30}}},
 		{"delta: first, then only moves of at least d", -1, func(*testing.T) []Step { return []Step{Delta(0.5)} },
