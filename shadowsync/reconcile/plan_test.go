@@ -579,3 +579,83 @@ func TestStateJSONRoundTripKeepsDecisions(t *testing.T) {
 		t.Fatalf("state keys not readable: %s", b)
 	}
 }
+
+func TestInterlockWaitsForADeferredOff(t *testing.T) {
+	spec := greenhouse()
+	spec.Desired[0].Safety.MinToggleInterval = time.Minute // heater
+	w := newWorld(t, spec)
+	w.desire("", `{"heater": true}`)
+	w.settle()
+	w.allWrite = nil
+	w.now = t0.Add(20 * time.Second)
+	w.desire("", `{"heater": false, "cooler": true}`)
+	w.step()
+	if len(w.allWrite) != 0 {
+		t.Fatalf("writes = %v; the heater may not switch yet, so the cooler must wait too", w.allWrite)
+	}
+	st := w.status("", "cooler")
+	wantStatus(t, st, "pending", 202)
+	if !strings.Contains(st["message"].(string), "waits for heater to switch off") || num(t, st["apply_at"]) != float64(t0.Add(time.Minute).Unix()) {
+		t.Fatalf("cooler status = %v", st)
+	}
+	w.now = t0.Add(time.Minute)
+	w.settle()
+	if !slices.Equal(w.allWrite, []string{"relay1.on=false", "relay2.on=true"}) {
+		t.Fatalf("writes = %v, want heater off then cooler on", w.allWrite)
+	}
+}
+
+func TestInterlockPartnerUnknownBlocks(t *testing.T) {
+	w := newWorld(t, greenhouse())
+	delete(w.hw, Output{"relay2", "on"}) // the daemon could not read the cooler
+	w.desire("", `{"heater": true}`)
+	w.step()
+	if len(w.allWrite) != 0 {
+		t.Fatalf("writes = %v while the cooler's state is unknown", w.allWrite)
+	}
+	st := w.status("", "heater")
+	wantStatus(t, st, "pending", 202)
+	if !strings.Contains(st["message"].(string), "waits until the state of cooler (relay2.on) is known") {
+		t.Fatalf("message = %v", st["message"])
+	}
+	w.hw[Output{"relay2", "on"}] = devices.Bool(false)
+	w.settle()
+	if !slices.Equal(w.allWrite, []string{"relay1.on=true"}) {
+		t.Fatalf("writes = %v once the cooler is known off", w.allWrite)
+	}
+}
+
+func TestFailsafeEndsWithNothingDesired(t *testing.T) {
+	w := newWorld(t, greenhouse())
+	w.desire("", `{"heater": true}`)
+	w.settle()
+	w.desire("", `{"heater": null}`) // nothing desired any more
+	w.settle()
+	w.offline, w.now = 6*time.Minute, w.now.Add(6*time.Minute)
+	w.step()
+	w.offline = 0
+	w.settle()
+	if !slices.Equal(w.allWrite, []string{"relay1.on=true", "relay1.on=false", "relay1.on=true"}) {
+		t.Fatalf("writes = %v, want on, failsafe off, back on", w.allWrite)
+	}
+	st := w.status("", "heater")
+	wantStatus(t, st, "applied", 200)
+	if !strings.Contains(st["message"].(string), "failsafe ended") {
+		t.Fatalf("status = %v", st)
+	}
+}
+
+func TestDesiredRemovedLeavesHardwareAlone(t *testing.T) {
+	w := newWorld(t, greenhouse())
+	w.desire("", `{"fan": 30}`)
+	w.settle()
+	w.desire("", `{"fan": null}`)
+	w.hw[Output{"fan", "duty"}] = devices.Number(0.8) // changed by hand
+	w.settle()
+	if !slices.Equal(w.allWrite, []string{"fan.duty=0.3"}) {
+		t.Fatalf("writes = %v; with nothing desired the fan is not touched", w.allWrite)
+	}
+	if num(t, w.reported("", "fan")) != 80 {
+		t.Fatalf("reported fan = %v, want what the hardware has (80)", w.reported("", "fan"))
+	}
+}
