@@ -160,7 +160,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"desired to a read-only property", head + rig + "      temperature: {device: climate, property: temperature}\n",
 			[]string{`main.yaml:28:48: desired key "temperature" maps to climate.temperature, which is read-only; desired keys need a writable property (writable on "climate": (none)); map it under reported instead`}},
 		{"sensor with several properties", head + rig + "    reported:\n      climate: climate\n",
-			[]string{`main.yaml:29:16: reported key "climate": device "climate" has 3 readable properties (temperature, pressure or humidity); name one with property:`}},
+			[]string{`main.yaml:29:16: reported key "climate": device "climate" has 3 readable properties (temperature, pressure or humidity); name one with property: or write climate.PROPERTY`}},
 		{"key mapped twice", head + rig + "      heater: heater\n      heater: spare\n",
 			[]string{`main.yaml:29:7: desired keys of the classic shadow: key "heater" is set twice (first at line 28); keep one`}},
 		{"shadow listed twice", head + rig + "      heater: heater\n  - desired:\n      cool: spare\n",

@@ -96,8 +96,8 @@ type loader struct {
 	shadows []src
 	// hasShadows: a shadows: key was seen (an empty list is allowed).
 	hasShadows bool
-	// syntaxErr: some file did not parse; "missing" checks would only add
-	// noise.
+	// syntaxErr: some file did not parse or is not a mapping; "missing"
+	// checks would only add noise.
 	syntaxErr bool
 	// envFailed holds values whose ${VAR} could not be expanded: they
 	// are reported once, not again as invalid values.
@@ -181,6 +181,7 @@ func (l *loader) readFile(name string, from *src) error {
 	l.expandEnv(name, root, 0)
 	if root.Kind != yaml.MappingNode {
 		l.errf(name, root, "the file must be a mapping of sections (%s), not a %s", strings.Join(topKeys, ", "), kindName(root))
+		l.syntaxErr = true
 		return nil
 	}
 	fp := l.file(name)

@@ -267,8 +267,15 @@ func (fp fileParser) target(what string, e kv, f map[string]kv, st *shadowState,
 		}
 	}
 	if propName == "" {
-		if len(fitting) != 1 {
-			fp.errf(devNode, "%s: device %q has %d %s properties (%s); name one with property:", what, d.ID, len(fitting), wantWord, orList(fitting))
+		switch {
+		case len(fitting) == 0 && wantWord == "writable":
+			fp.errf(devNode, "%s: device %q (%s) has no writable property (%s: read-only); map it under reported instead", what, d.ID, d.Driver, orList(names))
+			return nil, devices.Property{}, false
+		case len(fitting) == 0:
+			fp.errf(devNode, "%s: device %q (%s) has no readable property (%s: write-only); map it under desired instead", what, d.ID, d.Driver, orList(names))
+			return nil, devices.Property{}, false
+		case len(fitting) > 1:
+			fp.errf(devNode, "%s: device %q has %d %s properties (%s); name one with property: or write %s.PROPERTY", what, d.ID, len(fitting), wantWord, orList(fitting), d.ID)
 			return nil, devices.Property{}, false
 		}
 		propName = fitting[0]

@@ -52,7 +52,7 @@ func loadConfig(e *env, path, model string) (*config.Config, error) {
 			d := board.Detect("")
 			if d.Source == "fallback" {
 				p, _ := board.ByName(fallbackBoard)
-				note = fmt.Sprintf("note: board is auto and this machine is not a known Raspberry Pi (%s): pins checked against %s, whose 40-pin header every Pi since the B+ shares; use --board to choose another", d.Note, fallbackBoard)
+				note = fmt.Sprintf("note: board is auto and this machine is not a Raspberry Pi: pins checked against %s (the 40-pin header of every Pi since the B+); use --board to choose another model", fallbackBoard)
 				return board.Detection{Profile: p, Source: "override", Note: note}
 			}
 			return d

@@ -123,3 +123,20 @@ interlock climate: at most one of heater, fan on at a time
 		t.Errorf("broken config: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestValidateAutoBoardOffPi: with board: auto on a machine that is not a
+// Pi, pins are checked against a Pi 4 and stderr says so.
+func TestValidateAutoBoardOffPi(t *testing.T) {
+	if _, err := os.Stat("/proc/device-tree/model"); err == nil {
+		t.Skip("this machine has a device-tree model: detection decides the board")
+	}
+	code, out, errOut := runAgentCmd(t, "validate", "--config", "../../configs/greenhouse-pi.yaml")
+	want := "note: board is auto and this machine is not a Raspberry Pi: pins checked against pi4b (the 40-pin header of every Pi since the B+); use --board to choose another model\n"
+	if code != 0 || out != "ok: 8 devices, 4 desired keys, 6 reported keys\n" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runAgentCmd(t, "validate", "--config", "../../configs/greenhouse-pi.yaml", "--board", "pi5")
+	if code != 0 || out != "ok: 8 devices, 4 desired keys, 6 reported keys\n" || errOut != "" {
+		t.Errorf("--board pi5: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
