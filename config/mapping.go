@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pinshadow/pinshadow/devices"
+	"github.com/pinshadow/pinshadow/filter"
 	"github.com/pinshadow/pinshadow/shadowsync/reconcile"
 )
 
@@ -563,23 +564,22 @@ func forward(t reconcile.Transform, prop devices.Property, v devices.Value) (dev
 	return v, ""
 }
 
-// calibrate fits a line through the points (least squares; exact for
-// two) and applies it.
+// calibrate applies the line the reconciler fits through pts (calPoints
+// has checked that one exists).
 func calibrate(pts []reconcile.CalPoint, x float64) float64 {
-	var sx, sy, sxx, sxy float64
-	n := float64(len(pts))
-	for _, p := range pts {
-		sx += p.From
-		sy += p.To
-		sxx += p.From * p.From
-		sxy += p.From * p.To
-	}
-	den := n*sxx - sx*sx
-	if den == 0 {
+	l, err := filter.Fit(toFilterPoints(pts))
+	if err != nil {
 		return math.NaN()
 	}
-	slope := (n*sxy - sx*sy) / den
-	return slope*x + (sy-slope*sx)/n
+	return l.Apply(x)
+}
+
+func toFilterPoints(pts []reconcile.CalPoint) []filter.Point {
+	out := make([]filter.Point, len(pts))
+	for i, p := range pts {
+		out[i] = filter.Point{From: p.From, To: p.To}
+	}
+	return out
 }
 
 // value reads a boot or failsafe value of the given type.
@@ -710,14 +710,10 @@ func (fp fileParser) calPoints(n *yaml.Node, what string) ([]reconcile.CalPoint,
 		}
 	}
 	sort.SliceStable(pts, func(i, j int) bool { return pts[i].From < pts[j].From })
-	distinct := 0
-	for i, p := range pts {
-		if i == 0 || p.From != pts[i-1].From {
-			distinct++
-		}
-	}
-	if distinct < 2 {
-		fp.errf(n, "%s needs at least two points with different measured values", what)
+	// The reconciler and the filters fit the same line: refuse here what
+	// they would refuse at run time.
+	if _, err := filter.Fit(toFilterPoints(pts)); err != nil {
+		fp.errf(n, "%s: %s", what, strings.TrimPrefix(err.Error(), filter.ErrInvalid.Error()+": "))
 		return nil, false
 	}
 	return pts, true
