@@ -44,7 +44,9 @@ type Config struct {
 }
 
 // Spec returns the mapping of shadow keys to device properties for the
-// reconciler. Each call returns a fresh copy.
+// reconciler. The lists are fresh on each call; what their entries point
+// to (ranges, filters, publish settings) is shared and must not be
+// modified.
 func (c *Config) Spec() reconcile.Spec {
 	s := reconcile.Spec{
 		Desired:    append([]reconcile.DesiredKey(nil), c.spec.Desired...),

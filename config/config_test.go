@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"strings"
@@ -256,6 +257,14 @@ func TestSpecFromSimConfig(t *testing.T) {
 	}
 	if ic := c.IOT(nil); ic.Endpoint != c.Endpoint || ic.ClientID != "sim-greenhouse" || ic.Credentials != nil {
 		t.Errorf("IOT() = %+v", ic)
+	}
+	// What config accepts, the iot client accepts.
+	client, err := iot.New(c.IOT(nil))
+	if err != nil {
+		t.Fatalf("iot.New(sim connection): %v", err)
+	}
+	if err := client.Close(context.Background()); err != nil {
+		t.Error(err)
 	}
 	var heater, fan *config.Device
 	for i := range cfg.Devices {

@@ -140,3 +140,21 @@ func TestValidateAutoBoardOffPi(t *testing.T) {
 		t.Errorf("--board pi5: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestReadmeConfigExample keeps the YAML shown in the README valid.
+func TestReadmeConfigExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start := strings.Index(s, "thing: greenhouse-01 ")
+	if start < 0 {
+		t.Fatal("README has no configuration example starting with thing: greenhouse-01")
+	}
+	end := strings.Index(s[start:], "```")
+	p := writeConfig(t, strings.ReplaceAll(s[start:start+end], "${AWS_IOT_ENDPOINT}", "abc-ats.iot.eu-west-1.amazonaws.com"))
+	if code, out, errOut := runAgentCmd(t, "validate", "--config", p, "--board", "pi4b"); code != 0 {
+		t.Errorf("README example: exit %d, stdout %q, stderr\n%s", code, out, errOut)
+	}
+}
