@@ -4,9 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/devices"
+	"github.com/pinshadow/pinshadow/iot"
+	"github.com/pinshadow/pinshadow/iot/sigv4"
 )
 
 type valveOptions struct {
@@ -136,6 +139,68 @@ shadows:
 	_, err = parse(t, files{"main.yaml": body}, nil)
 	want = []string{
 		`main.yaml:12:19: device "bad" (ds18b20): id "28-XYZ" is not a 1-wire thermometer name like 28-0316a2792aff (family 10, 22, 28, 3b or 42, then 12 hex digits, lower case)`,
+	}
+	if got := problems(t, err); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestWSSConnection(t *testing.T) {
+	body := `thing: pi-1
+board: pi4b
+connection:
+  endpoint: abc-ats.iot.eu-west-1.amazonaws.com
+  transport: wss
+  region: eu-west-1
+  credentials: {source: file, profile: devices, file: /etc/pinshadow/credentials}
+  backoff: {jitter: equal}
+  queue: {disabled: true}
+shadows: []
+`
+	cfg, err := parse(t, files{"main.yaml": body}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Connection
+	if c.Endpoint != "abc-ats.iot.eu-west-1.amazonaws.com" || c.Region != "eu-west-1" || !c.Queue.Disabled ||
+		c.Credentials != (config.Credentials{Source: "file", File: "/etc/pinshadow/credentials", Profile: "devices"}) {
+		t.Errorf("connection %+v", c)
+	}
+	ic := c.IOT(nil)
+	if sf, ok := ic.Credentials.(sigv4.SharedFile); !ok || sf.Profile != "devices" || sf.Path != "/etc/pinshadow/credentials" {
+		t.Errorf("credentials provider %#v, want the shared file's devices profile", ic.Credentials)
+	}
+	if ic.Backoff.Jitter != iot.JitterEqual || ic.Backoff.Base != time.Second || ic.Backoff.Max != 32*time.Second {
+		t.Errorf("backoff %+v: jitter equal, the rest defaults", ic.Backoff)
+	}
+
+	body = strings.Replace(body, "transport: wss", "transport: tls\n  cert: c.pem\n  key: k.pem", 1)
+	body = strings.Replace(body, "source: file", "source: vault", 1)
+	_, err = parse(t, files{"main.yaml": body}, nil)
+	want := []string{
+		`main.yaml:8:3: region is only used with transport wss (SigV4 signing), not tls; remove it`,
+		`main.yaml:9:3: credentials is only used with transport wss (SigV4 signing), not tls; remove it`,
+		`main.yaml:9:25: credentials source "vault" is not allowed; allowed: default, env or file`,
+	}
+	if got := problems(t, err); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestNestedOptionKeys(t *testing.T) {
+	body := head + `devices:
+  - id: soil
+    driver: ads1115
+    bus: 1
+    channels:
+      - {name: moisture, input: "0", fullscale: 4.096}
+      - [a0]
+shadows: []
+`
+	_, err := parse(t, files{"main.yaml": body}, nil)
+	want := []string{
+		`main.yaml:11:38: unknown key "fullscale" in device "soil" (ads1115) channels[0]; did you mean "full_scale"?`,
+		`main.yaml:12:9: device "soil" (ads1115) channels[1] must be a mapping, not a list`,
 	}
 	if got := problems(t, err); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
