@@ -77,9 +77,10 @@ func (d Decision) Outcome(done []Done) Report {
 			od := outcome(kp.write)
 			switch {
 			case od.Skipped:
-				result = kp.ks.Result // nothing happened; the next Plan tries again
-				if kp.kind == targetFailsafe || kp.rejectR != nil {
-					result = kp.result
+				if kp.kind != targetFailsafe && kp.rejectR == nil {
+					// Nothing happened; the next Plan tries again. The
+					// previous result stays, answering what it answered.
+					result = nil
 				}
 				if !d.Ready(kp.write, done) {
 					// a partner failed to switch off: wait for its retry.
