@@ -136,6 +136,9 @@ func (d Decision) Outcome(done []Done) Report {
 				ks.FailsafeAt = time.Time{}
 			}
 		}
+		if kp.drop {
+			ks.Result, ks.Answers, ks.Faults, ks.Tried = nil, nil, 0, nil
+		}
 		if result != nil {
 			ks.Result = result
 			ks.Answers = answer(kp.raw)
@@ -212,6 +215,8 @@ func (d Decision) reportedPatches(rep Report, mapped map[KeyPath]bool) map[strin
 			if p, change := statusPatch(statusOf(sh.Reported, kp.k.Key.Path), r.Doc()); change {
 				putStatus(kp.k.Key.Shadow, kp.k.Key.Path, p)
 			}
+		} else if kp.drop && statusOf(sh.Reported, kp.k.Key.Path) != nil {
+			putStatus(kp.k.Key.Shadow, kp.k.Key.Path, nil)
 		}
 	}
 	for _, u := range d.unknown {

@@ -127,6 +127,7 @@ type keyPlan struct {
 	waitMsg string
 
 	result *Result // provisional result; nil: keep the previous one
+	drop   bool    // forget the previous result (and remove its status)
 }
 
 type unknownKey struct {
@@ -156,7 +157,7 @@ func Plan(in Input) Decision {
 		d.decideResult(kp)
 		if kp.result != nil {
 			d.Results[kp.k.Key] = *kp.result
-		} else if kp.ks.Result != nil {
+		} else if kp.ks.Result != nil && !kp.drop {
 			d.Results[kp.k.Key] = *kp.ks.Result
 		}
 		if (kp.act == actPending || kp.act == actRetry) && !kp.applyAt.IsZero() {
@@ -520,6 +521,11 @@ func (d *Decision) decideResult(kp *keyPlan) {
 		// the value in force before the failsafe.
 		r = Result{Status: Applied, Code: CodeApplied, FailsafeAt: prev.FailsafeAt, Message: fmt.Sprintf(
 			"failsafe ended: output back at its %s value %v", kp.kind, kp.target)}
+	case kp.kind == targetNone && !kp.present && prev != nil && (prev.Status == Pending || prev.Status == Fault):
+		// desired was withdrawn while its change waited or failed: there
+		// is nothing left to answer, so the status goes.
+		kp.result, kp.drop = nil, true
+		return
 	case kp.kind != targetDesired:
 		kp.result = nil // nothing new to say about desired
 		return

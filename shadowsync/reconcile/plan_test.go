@@ -659,3 +659,40 @@ func TestDesiredRemovedLeavesHardwareAlone(t *testing.T) {
 		t.Fatalf("reported fan = %v, want what the hardware has (80)", w.reported("", "fan"))
 	}
 }
+
+func TestWithdrawnDesiredRemovesAPendingOrFaultStatus(t *testing.T) {
+	t.Run("pending", func(t *testing.T) {
+		w := newWorld(t, greenhouse())
+		w.desire("", `{"pump": true}`)
+		w.settle()
+		w.now = w.now.Add(5 * time.Second)
+		w.desire("", `{"pump": false}`)
+		w.settle()
+		wantStatus(t, w.status("", "pump"), "pending", 202)
+		w.desire("", `{"pump": null}`)
+		w.settle()
+		if st := w.status("", "pump"); st != nil {
+			t.Fatalf("status = %v after desired was withdrawn, want none", st)
+		}
+		w.now = w.now.Add(time.Minute)
+		w.settle()
+		if !slices.Equal(w.allWrite, []string{"relay3.on=true"}) {
+			t.Fatalf("writes = %v: the withdrawn toggle was still made", w.allWrite)
+		}
+	})
+	t.Run("fault", func(t *testing.T) {
+		w := newWorld(t, greenhouse())
+		w.fail[Output{"fan", "duty"}] = errNACK
+		w.desire("", `{"fan": 20}`)
+		w.settle()
+		wantStatus(t, w.status("", "fan"), "fault", 500)
+		w.desire("", `{"fan": null}`)
+		w.settle()
+		if st := w.status("", "fan"); st != nil {
+			t.Fatalf("status = %v after desired was withdrawn, want none", st)
+		}
+		if !w.rep.Wake.IsZero() {
+			t.Fatalf("still retrying (wake %v)", w.rep.Wake)
+		}
+	})
+}
