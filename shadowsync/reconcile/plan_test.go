@@ -696,3 +696,24 @@ func TestWithdrawnDesiredRemovesAPendingOrFaultStatus(t *testing.T) {
 		}
 	})
 }
+
+func TestStatusPatchNullsFieldsTheNewStatusLacks(t *testing.T) {
+	old := map[string]any{"status": "fault", "code": json.Number("500"), "message": "NACK", "retry_at": json.Number("5"), "version": json.Number("2"), "at": json.Number("1")}
+	want := Result{Status: Applied, Code: CodeApplied, Version: 2, At: time.Unix(9, 0)}.Doc()
+	p, change := statusPatch(old, want)
+	if !change {
+		t.Fatal("no change reported")
+	}
+	if v, ok := p["message"]; !ok || v != nil {
+		t.Fatalf("patch %v does not null the old message", p)
+	}
+	if v, ok := p["retry_at"]; !ok || v != nil {
+		t.Fatalf("patch %v does not null the old retry_at", p)
+	}
+	if merged := merge(roundTrip(t, old), roundTrip(t, p)); !jsonEqual(merged, want) {
+		t.Fatalf("merged status = %v, want %v", merged, want)
+	}
+	if _, change := statusPatch(roundTrip(t, want), want); change {
+		t.Fatal("identical status (numbers as json.Number) counted as a change")
+	}
+}
