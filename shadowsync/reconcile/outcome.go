@@ -139,6 +139,9 @@ func (d Decision) Outcome(done []Done) Report {
 		if kp.drop {
 			ks.Result, ks.Answers, ks.Faults, ks.Tried = nil, nil, 0, nil
 		}
+		if result != nil && result.Status == Applied && kp.kind == targetDesired {
+			ks.AppliedVersion = result.Version
+		}
 		if result != nil {
 			ks.Result = result
 			ks.Answers = answer(kp.raw)

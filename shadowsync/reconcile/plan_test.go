@@ -717,3 +717,16 @@ func TestStatusPatchNullsFieldsTheNewStatusLacks(t *testing.T) {
 		t.Fatal("identical status (numbers as json.Number) counted as a change")
 	}
 }
+
+func TestStateRemembersTheAppliedValueAndVersion(t *testing.T) {
+	w := newWorld(t, greenhouse())
+	w.desire("", `{"fan": 25}`)
+	v := w.shadows[""].Version
+	w.settle()
+	w.desire("", `{"fan": 250}`)
+	w.settle()
+	ks := w.state.Keys[KeyPath{Path: "fan"}]
+	if !jsonEqual(ks.Applied, 25.0) || ks.AppliedVersion != v {
+		t.Fatalf("state = applied %v at version %d, want 25 at %d (the rejected 250 is not applied)", ks.Applied, ks.AppliedVersion, v)
+	}
+}

@@ -160,6 +160,8 @@ type KeyState struct {
 	// recorded here: it is what "revert" writes back and what is restored
 	// after a restart while the shadow is not yet known.
 	Applied any `json:"applied,omitempty"`
+	// AppliedVersion is the desired version Applied answered.
+	AppliedVersion int64 `json:"applied_version,omitempty"`
 	// ReadBack is the device-side value the output read back as right
 	// after Applied was written: the hardware may quantize (a PWM duty),
 	// and a desired value it already holds in its own resolution is not
