@@ -34,6 +34,7 @@ type Output struct {
 	Device, Property string
 }
 
+// String renders the output as "device.property" for messages.
 func (o Output) String() string { return o.Device + "." + o.Property }
 
 // MarshalText encodes the output as "device/property".
