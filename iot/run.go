@@ -208,7 +208,10 @@ func (c *Client) connectError(ctx context.Context, tok mqtt.Token, err error) er
 	if err := classifyTLS(c.endpoint, err); errors.Is(err, ErrTLS) {
 		return err
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// paho's own CONNACK read deadline is ConnectTimeout too, so its i/o
+	// timeout and our context deadline race: both mean the same thing.
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("%w: no CONNACK from %s (%s) within %s: %v", ErrConnectTimeout, c.endpoint, c.cfg.Transport, c.cfg.ConnectTimeout, err)
 	}
 	return fmt.Errorf("iot: connecting to %s (%s): %w", c.endpoint, c.cfg.Transport, err)
