@@ -59,7 +59,9 @@ func (c *Config) Spec() reconcile.Spec {
 // Device is one configured device: what the daemon needs to open it with
 // devices.Registry.Open(ctx, d.Driver, env, d.Options).
 type Device struct {
-	ID     string
+	// ID names the device in mappings and messages.
+	ID string
+	// Driver is the registry name of its driver ("relay", "bme280").
 	Driver string
 	// Options is the driver's options value (a pointer to its struct),
 	// decoded and validated, with pin, PWM channel and I2C bus names
@@ -106,7 +108,9 @@ func (w Wiring) String() string {
 // Shadow is one shadow the agent keeps in step: the classic shadow (Name
 // "") or a named one, with the keys it carries.
 type Shadow struct {
-	Name     string
+	// Name is "" for the classic shadow.
+	Name string
+	// Desired and Reported list the keys mapped, in configuration order.
 	Desired  []string
 	Reported []string
 }
@@ -114,19 +118,28 @@ type Shadow struct {
 // Connection holds the connection settings. IOT turns them into an
 // iot.Config.
 type Connection struct {
-	// Endpoint is host or host:port (Port, when set, already applied).
-	Endpoint  string
+	// Endpoint is host or host:port (port:, when set, already applied).
+	Endpoint string
+	// Transport: tls is iot.TransportMQTTS (the default), alpn, wss, tcp.
 	Transport iot.Transport
-	ClientID  string
-	CertFile  string
-	KeyFile   string
-	CAFile    string
+	// ClientID defaults to the thing name.
+	ClientID string
+	// CertFile and KeyFile authenticate the device (tls, alpn); CAFile is
+	// the broker's CA ("" = system roots). Paths are not opened here: the
+	// files live on the device, validation may run elsewhere.
+	CertFile string
+	KeyFile  string
+	CAFile   string
+	// KeepAlive is 30s–20m, default 60s.
 	KeepAlive time.Duration
 	// Region and Credentials are for wss only.
 	Region      string
 	Credentials Credentials
-	Backoff     iot.BackoffConfig
-	Queue       iot.QueueConfig
+	// Backoff is the reconnect policy, defaults filled in.
+	Backoff iot.BackoffConfig
+	// Queue is the offline publish queue, defaults filled in (drain_rate
+	// becomes DrainInterval).
+	Queue iot.QueueConfig
 }
 
 // Credentials says where wss takes its AWS keys from.

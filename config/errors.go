@@ -66,8 +66,8 @@ func (e Errors) sort(fileOrder map[string]int) Errors {
 		return a.Col < b.Col
 	})
 	out := e[:0]
-	for i, p := range e {
-		if i > 0 && p == e[i-1] {
+	for _, p := range e {
+		if len(out) > 0 && p == out[len(out)-1] {
 			continue
 		}
 		out = append(out, p)

@@ -20,11 +20,14 @@ import (
 type PlanRow struct {
 	// Key is the shadow key as the user sees it: "heater", or
 	// "config:heater" for a key of the named shadow "config".
-	Key       string
-	Device    string
-	Property  string
-	Wiring    string
-	Direction string // "desired" or "reported"
+	Key string
+	// Device and Property are what the key drives or reads.
+	Device   string
+	Property string
+	// Wiring is the device's Wiring.String().
+	Wiring string
+	// Direction is "desired" or "reported".
+	Direction string
 	// Interval is how often a reported key is read ("on change" for desired
 	// keys, which are applied when the shadow changes).
 	Interval string
@@ -235,7 +238,11 @@ func (fp fileParser) target(what string, e kv, f map[string]kv, st *shadowState,
 	} else {
 		p, ok := f["device"]
 		if !ok {
-			fp.errf(e.key, "%s: device is missing; add device: ID (one of %s)", what, strings.Join(st.ids, ", "))
+			if len(st.ids) == 0 {
+				fp.errf(e.key, "%s: device is missing; add device: ID, naming a device defined under devices:", what)
+			} else {
+				fp.errf(e.key, "%s: device is missing; add device: ID (one of %s)", what, orList(st.ids))
+			}
 			return nil, devices.Property{}, false
 		}
 		if devName, ok = fp.str(p.val, what+" device"); !ok {
@@ -296,6 +303,10 @@ func (fp fileParser) entryFields(e kv, what string, known []string) map[string]k
 	}
 	if isNull(e.val) {
 		fp.errf(e.key, "%s is empty; give device: ID (and property: NAME), or write %s: DEVICE.PROPERTY", what, e.key.Value)
+		return nil
+	}
+	if m := deref(e.val); m == nil || m.Kind != yaml.MappingNode {
+		fp.errf(e.val, "%s must be DEVICE.PROPERTY or a mapping with device: (and property:, …), not a %s", what, kindName(m))
 		return nil
 	}
 	for _, p := range fp.pairs(e.val, what, known) {
