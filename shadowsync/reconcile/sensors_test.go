@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -167,4 +168,46 @@ func TestChainFromSpec(t *testing.T) {
 	if out, _ := c.Push(9, t0); out != 15 {
 		t.Fatalf("clamped 18 → %v, want 15", out)
 	}
+}
+
+// FuzzSensors: any sequence of readings and failures never panics, every
+// patch marshals to JSON, a failed device's keys are null and no healthy
+// device is held back.
+func FuzzSensors(f *testing.F) {
+	f.Add([]byte{0, 10, 1, 200, 2, 3, 0, 15})
+	f.Add([]byte{1, 1, 1, 1, 0, 0})
+	f.Fuzz(func(t *testing.T, script []byte) {
+		s := mustSensors(t)
+		now := t0
+		lastAds := -1.0
+		for i := 0; i+1 < len(script); i += 2 {
+			op, x := script[i], float64(script[i+1])
+			now = now.Add(time.Duration(x) * 100 * time.Millisecond)
+			var err error
+			if op%3 == 1 {
+				err = errors.New("i2c: NACK")
+			}
+			r := devices.Readings{"temperature": devices.Number(x / 10), "humidity": devices.Number(x)}
+			if op%3 == 2 {
+				delete(r, "humidity")
+			}
+			s.Read("bme", r, err, now)
+			s.Read("ads", devices.Readings{"a0": devices.Number(x)}, nil, now)
+			p := s.Patch()
+			if _, mErr := json.Marshal(p); mErr != nil {
+				t.Fatalf("patch does not marshal: %v", mErr)
+			}
+			if err != nil {
+				if v, ok := p[""]["temperature"]; ok && v != nil {
+					t.Fatalf("failed read reported temperature %v", v)
+				}
+			}
+			if x != lastAds || i == 0 {
+				if got, _ := lookup(p["soil"], "beds.a"); !jsonEqual(got, x) {
+					t.Fatalf("ads changed to %v but the soil patch is %v", x, p["soil"])
+				}
+			}
+			lastAds = x
+		}
+	})
 }
