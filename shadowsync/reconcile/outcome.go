@@ -118,6 +118,8 @@ func (d Decision) Outcome(done []Done) Report {
 				case targetDesired, targetRestore:
 					ks.Applied, ks.ReadBack = kp.target.Any(), got.Any()
 					ks.FailsafeAt = time.Time{}
+				case targetBoot:
+					ks.FailsafeAt = time.Time{}
 				case targetFailsafe:
 					if ks.FailsafeAt.IsZero() {
 						ks.FailsafeAt = now
@@ -132,8 +134,8 @@ func (d Decision) Outcome(done []Done) Report {
 				ks.Applied = kp.target.Any() // already held: count it as applied
 				ks.ReadBack = kp.obs.Any()
 			}
-			if kp.kind == targetDesired && kp.act == actNone {
-				ks.FailsafeAt = time.Time{}
+			if kp.kind != targetFailsafe && kp.kind != targetNone && kp.act == actNone {
+				ks.FailsafeAt = time.Time{} // out of failsafe, at its target
 			}
 		}
 		if kp.drop {

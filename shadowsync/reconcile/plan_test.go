@@ -643,6 +643,15 @@ func TestFailsafeEndsWithNothingDesired(t *testing.T) {
 	if !strings.Contains(st["message"].(string), "failsafe ended") {
 		t.Fatalf("status = %v", st)
 	}
+	// Out of failsafe with nothing desired, the output is left alone again.
+	w.hw[Output{"relay1", "on"}] = devices.Bool(false) // switched by hand
+	w.settle()
+	if len(w.allWrite) != 3 {
+		t.Fatalf("writes = %v: the hand-switched heater was overridden", w.allWrite)
+	}
+	if w.reported("", "heater") != false {
+		t.Fatalf("reported heater = %v, want what the hardware has", w.reported("", "heater"))
+	}
 }
 
 func TestDesiredRemovedLeavesHardwareAlone(t *testing.T) {
