@@ -76,7 +76,8 @@ func (e Errors) sort(fileOrder map[string]int) Errors {
 }
 
 // suggest returns the candidate closest to s (Damerau–Levenshtein, case
-// folded), or "" when none is close enough to be a likely typo.
+// folded), else the only candidate s is a prefix of, or "" when none is
+// close enough to be a likely typo.
 func suggest(s string, candidates []string) string {
 	best, bestD := "", -1
 	ls := strings.ToLower(s)
@@ -87,6 +88,19 @@ func suggest(s string, candidates []string) string {
 		d := distance(ls, strings.ToLower(c))
 		if d <= maxTypo(s, c) && (bestD < 0 || d < bestD) {
 			best, bestD = c, d
+		}
+	}
+	if best != "" || len([]rune(s)) < 3 {
+		return best
+	}
+	// A shortened name ("clim" for "climate") is a likely mistake too,
+	// when only one candidate starts with it.
+	for _, c := range candidates {
+		if strings.HasPrefix(strings.ToLower(c), ls) {
+			if best != "" {
+				return ""
+			}
+			best = c
 		}
 	}
 	return best

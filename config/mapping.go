@@ -323,6 +323,7 @@ func (fp fileParser) desiredKey(key reconcile.KeyPath, e kv, st *shadowState, br
 	}
 	d, prop, ok := fp.target(what, e, f, st, broken, func(p devices.Property) bool { return p.Writable }, "writable")
 	if !ok {
+		fp.checkUntargeted(what, f, []string{"min_toggle_interval"}, nil)
 		return reconcile.DesiredKey{}, nil, false
 	}
 	if !prop.Writable {
@@ -528,6 +529,24 @@ func (fp fileParser) desiredKey(key reconcile.KeyPath, e kv, st *shadowState, br
 		}
 	}
 	return dk, d, ok
+}
+
+// checkUntargeted checks what does not depend on the device of an entry
+// whose device or property could not be found, so those problems are
+// reported now and not after the first fix: the on_reject word and the
+// given durations, plus more.
+func (fp fileParser) checkUntargeted(what string, f map[string]kv, durations []string, more func()) {
+	if p, has := f["on_reject"]; has {
+		fp.choice(p.val, what+" on_reject", []string{"keep", "clear_desired", "revert"})
+	}
+	for _, name := range durations {
+		if p, has := f[name]; has {
+			fp.duration(p.val, what+" "+name)
+		}
+	}
+	if more != nil {
+		more()
+	}
 }
 
 // contractProblem checks v against the shadow-side contract of dk (range,
@@ -745,6 +764,11 @@ func (fp fileParser) reportedKey(key reconcile.KeyPath, e kv, st *shadowState, b
 	}
 	d, prop, ok := fp.target(what, e, f, st, broken, func(p devices.Property) bool { return p.Readable }, "readable")
 	if !ok {
+		fp.checkUntargeted(what, f, []string{"update_interval"}, func() {
+			if p, has := f["publish"]; has {
+				fp.publish(p.val, what)
+			}
+		})
 		return reconcile.ReportedKey{}, nil, false
 	}
 	if !prop.Readable {
