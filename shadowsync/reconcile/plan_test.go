@@ -739,3 +739,22 @@ func TestStateRemembersTheAppliedValueAndVersion(t *testing.T) {
 		t.Fatalf("state = applied %v at version %d, want 25 at %d (the rejected 250 is not applied)", ks.Applied, ks.AppliedVersion, v)
 	}
 }
+
+func TestFailsafeAtItsValueAlreadyEndsCleanly(t *testing.T) {
+	w := newWorld(t, greenhouse())
+	w.desire("", `{"heater": false}`)
+	w.settle()
+	w.desire("", `{"heater": null}`)
+	w.settle()
+	// Offline past failsafe_after: the heater already is at its failsafe
+	// value, nothing to write.
+	w.offline, w.now = 6*time.Minute, w.now.Add(6*time.Minute)
+	w.settle()
+	w.offline = 0
+	w.settle()
+	w.hw[Output{"relay1", "on"}] = devices.Bool(true) // switched by hand
+	w.settle()
+	if len(w.allWrite) != 0 {
+		t.Fatalf("writes = %v: with nothing desired and the failsafe over, the hand-switched heater must be left alone", w.allWrite)
+	}
+}
