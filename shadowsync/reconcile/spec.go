@@ -65,7 +65,9 @@ type Transform struct {
 // CalPoint is one calibrate_linear pair.
 type CalPoint struct{ From, To float64 }
 
-// Safety is per-output protection.
+// Safety is per-output protection. Boot and Failsafe are shadow-side values
+// (the key's type and range), transformed like desired values before they
+// are written.
 type Safety struct {
 	// Boot is the value applied at start-up before the shadow is known
 	// (zero Value: leave the hardware as the HAL opened it).
