@@ -164,8 +164,8 @@ func TestBrokenConfigs(t *testing.T) {
 			[]string{`main.yaml:29:16: reported key "climate": device "climate" has 3 readable properties (temperature, pressure or humidity); name one with property: or write climate.PROPERTY`}},
 		{"key mapped twice", head + rig + "      heater: heater\n      heater: spare\n",
 			[]string{`main.yaml:29:7: desired keys of the classic shadow: key "heater" is set twice (first at line 28); keep one`}},
-		{"shadow listed twice", head + rig + "      heater: heater\n  - desired:\n      cool: spare\n",
-			[]string{`main.yaml:29:5: the classic shadow is listed twice (first at main.yaml:27:5); put all its keys in one entry`}},
+		{"key mapped twice in two entries", head + rig + "      heater: heater\n  - desired:\n      heater: spare\n",
+			[]string{`main.yaml:30:7: desired key "heater" is already mapped at main.yaml:28:7 (to heater.on); map each key once`}},
 		{"nested keys overlap", head + rig + "      lights: heater\n      lights.kitchen: spare\n",
 			[]string{`main.yaml:29:7: desired key "lights.kitchen" overlaps "lights" (main.yaml:28:7): a key cannot be both a value and an object holding other keys; rename one`}},
 		{"one output, two keys", head + rig + "      heater: heater\n  - name: config\n    desired:\n      heat: heater.on\n",
@@ -365,7 +365,7 @@ shadows: []
 
 func TestInclude(t *testing.T) {
 	fsys := files{
-		"main.yaml": head + "include: [hw/devices.yaml, mappings.yaml]\n",
+		"main.yaml": head + "include: [hw/devices.yaml, mappings.yaml, more-mappings.yaml]\n",
 		"hw/devices.yaml": `devices:
   - id: heater
     driver: relay
@@ -380,6 +380,9 @@ include: more.yaml
 		"mappings.yaml": `shadows:
   - desired:
       heater: heater
+`,
+		"more-mappings.yaml": `shadows:
+  - desired:
       fan: fan
 `,
 	}
@@ -387,11 +390,15 @@ include: more.yaml
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(cfg.Files, ","); got != "main.yaml,hw/devices.yaml,hw/more.yaml,mappings.yaml" {
+	if got := strings.Join(cfg.Files, ","); got != "main.yaml,hw/devices.yaml,hw/more.yaml,mappings.yaml,more-mappings.yaml" {
 		t.Errorf("files %s", got)
 	}
 	if len(cfg.Devices) != 2 || len(cfg.Spec().Desired) != 2 {
 		t.Errorf("devices %d, desired %d", len(cfg.Devices), len(cfg.Spec().Desired))
+	}
+	// The classic shadow listed in two files is one shadow with both keys.
+	if got := fmtAny(cfg.Shadows); got != "[{Name: Desired:[heater fan] Reported:[]}]" {
+		t.Errorf("shadows %s", got)
 	}
 
 	// Problems in included files carry their names, sorted in reading order.

@@ -66,7 +66,7 @@ type interlockMember struct {
 type shadowState struct {
 	devs       map[string]*parsedDevice
 	ids        []string
-	shadows    map[string]Position
+	shadows    map[string]int // shadow name → index in Config.Shadows
 	desired    map[reconcile.KeyPath]mapped
 	reported   map[reconcile.KeyPath]mapped
 	outputs    map[string]string // device.property → desired key (display)
@@ -84,7 +84,7 @@ func displayKey(k reconcile.KeyPath) string {
 
 func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 	st := &shadowState{
-		devs: map[string]*parsedDevice{}, shadows: map[string]Position{},
+		devs: map[string]*parsedDevice{}, shadows: map[string]int{},
 		desired: map[reconcile.KeyPath]mapped{}, reported: map[reconcile.KeyPath]mapped{},
 		outputs: map[string]string{}, outputPos: map[string]Position{}, interlocks: map[string][]interlockMember{},
 	}
@@ -126,11 +126,14 @@ func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 			}
 			sh.Name, label = v, fmt.Sprintf("shadow %q", v)
 		}
-		if first, dup := st.shadows[sh.Name]; dup {
-			fp.errf(s.val, "%s is listed twice (first at %s); put all its keys in one entry", label, first)
-			continue
-		}
-		st.shadows[sh.Name] = posOf(fp.file, s.val)
+		// A shadow may be listed more than once (say one entry per
+		// included file); its keys are merged and checked for repeats.
+		idx, seen := st.shadows[sh.Name]
+		if !seen {
+			idx = len(cfg.Shadows)
+			st.shadows[sh.Name] = idx
+			cfg.Shadows = append(cfg.Shadows, sh)
+			}
 		if p, ok := f["desired"]; ok {
 			for _, e := range fp.pairs(p.val, "desired keys of "+label, nil) {
 				key, ok := fp.keyPath(sh.Name, e.key, st.desired, "desired")
@@ -142,7 +145,7 @@ func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 					continue
 				}
 				st.desired[key] = mapped{pos: posOf(fp.file, e.key), device: dk.Device, property: dk.Property}
-				sh.Desired = append(sh.Desired, key.Path)
+				cfg.Shadows[idx].Desired = append(cfg.Shadows[idx].Desired, key.Path)
 				cfg.spec.Desired = append(cfg.spec.Desired, dk)
 				cfg.rows = append(cfg.rows, PlanRow{Key: displayKey(key), Device: dk.Device, Property: dk.Property,
 					Wiring: dev.Wiring.String(), Direction: "desired", Interval: "on change"})
@@ -163,13 +166,12 @@ func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 					continue
 				}
 				st.reported[key] = mapped{pos: posOf(fp.file, e.key), device: rk.Device, property: rk.Property}
-				sh.Reported = append(sh.Reported, key.Path)
+				cfg.Shadows[idx].Reported = append(cfg.Shadows[idx].Reported, key.Path)
 				cfg.spec.Reported = append(cfg.spec.Reported, rk)
 				reportedRows = append(reportedRows, PlanRow{Key: displayKey(key), Device: rk.Device, Property: rk.Property,
 					Wiring: dev.Wiring.String(), Direction: "reported", Interval: rk.Interval.String()})
 			}
 		}
-		cfg.Shadows = append(cfg.Shadows, sh)
 	}
 	cfg.rows = append(cfg.rows, reportedRows...)
 	for _, name := range st.groupOrder {
@@ -205,6 +207,10 @@ func (fp fileParser) keyPath(shadow string, n *yaml.Node, seen map[reconcile.Key
 			fp.errf(n, "%s key %q is not allowed; use names of a-z A-Z 0-9 _ : - joined by dots for nested keys (lights.kitchen)", section, n.Value)
 			return k, false
 		}
+	}
+	if prev, dup := seen[k]; dup {
+		fp.errf(n, "%s key %q is already mapped at %s (to %s.%s); map each key once", section, displayKey(k), prev.pos, prev.device, prev.property)
+		return k, false
 	}
 	keys := make([]reconcile.KeyPath, 0, len(seen))
 	for o := range seen {
