@@ -133,7 +133,7 @@ func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 			idx = len(cfg.Shadows)
 			st.shadows[sh.Name] = idx
 			cfg.Shadows = append(cfg.Shadows, sh)
-			}
+		}
 		if p, ok := f["desired"]; ok {
 			for _, e := range fp.pairs(p.val, "desired keys of "+label, nil) {
 				key, ok := fp.keyPath(sh.Name, e.key, st.desired, "desired")
