@@ -222,6 +222,11 @@ func TestBrokenConfigs(t *testing.T) {
 				`main.yaml:30:42: reported key "t" update_interval: a bare number 1 has no unit; add one: 1s, 1m or 1ms (units: ms, s, m, h)`,
 				`main.yaml:30:62: reported key "t": publish topic "a/#" must be a topic without the wildcards + and #, such as greenhouse/telemetry/temperature`,
 			}},
+		{"desired and reported key on different devices", head + rig + "      heater: heater\n    reported:\n      heater: button\n  - name: n\n    reported:\n      fan: climate.pressure\n  - name: n\n    desired:\n      fan: fan\n",
+			[]string{
+				`main.yaml:30:7: reported key "heater" is also the desired key at main.yaml:28:7, mapped to heater.on; the agent reports a desired key's applied value under the same name: rename this reported key`,
+				`main.yaml:36:7: desired key "fan" is also the reported key at main.yaml:33:7, mapped to climate.pressure; the agent reports a desired key's applied value under the same name: rename one of them`,
+			}},
 		{"unset environment variable", strings.Replace(head, "endpoint: 127.0.0.1", "endpoint: ${ENDPOINT}", 1) + "shadows: []\n",
 			[]string{`main.yaml:4:13: environment variable ENDPOINT is not set; set it or give a default as ${ENDPOINT:-value}`}},
 		{"yaml syntax", head + "devices:\n  - id: x\n   driver: relay\n",

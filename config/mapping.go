@@ -144,6 +144,10 @@ func (l *loader) parseShadows(cfg *Config, devs []*parsedDevice) {
 				if !ok {
 					continue
 				}
+				if r, clash := st.reported[key]; clash && (r.device != dk.Device || r.property != dk.Property) {
+					fp.errf(e.key, "desired key %q is also the reported key at %s, mapped to %s.%s; the agent reports a desired key's applied value under the same name: rename one of them", key.Path, r.pos, r.device, r.property)
+					continue
+				}
 				st.desired[key] = mapped{pos: posOf(fp.file, e.key), device: dk.Device, property: dk.Property}
 				cfg.Shadows[idx].Desired = append(cfg.Shadows[idx].Desired, key.Path)
 				cfg.spec.Desired = append(cfg.spec.Desired, dk)
