@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/pinshadow/pinshadow/shadowsync/reconcile"
+)
+
+// StateFile is the reconcile state's file name inside the state directory.
+const StateFile = "state.json"
+
+// stateFormat is the state file's format version.
+const stateFormat = 1
+
+type stateDoc struct {
+	Format int             `json:"format"`
+	Thing  string          `json:"thing"`
+	State  reconcile.State `json:"state"`
+}
+
+// errCorruptState marks a state file that exists but cannot be used.
+var errCorruptState = errors.New("state file is corrupt")
+
+// loadState reads the state file. A missing file is a fresh device (zero
+// State, nil error); an unreadable or corrupt one returns the zero State and
+// an error saying so (wrapping errCorruptState when the content is bad).
+func loadState(path, thing string) (reconcile.State, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return reconcile.State{}, nil
+	}
+	if err != nil {
+		return reconcile.State{}, fmt.Errorf("reading state file %s: %w; starting from boot values", path, err)
+	}
+	var d stateDoc
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&d); err != nil {
+		return reconcile.State{}, fmt.Errorf("%w: %s: %v; starting from boot values (the file is replaced at the next change)", errCorruptState, path, err)
+	}
+	if d.Format != stateFormat {
+		return reconcile.State{}, fmt.Errorf("%w: %s has format %d, this agent writes %d; starting from boot values", errCorruptState, path, d.Format, stateFormat)
+	}
+	if d.Thing != "" && thing != "" && d.Thing != thing {
+		return reconcile.State{}, fmt.Errorf("%w: %s belongs to thing %q, the configuration names %q; starting from boot values", errCorruptState, path, d.Thing, thing)
+	}
+	return d.State, nil
+}
+
+// encodeState renders the state file's content.
+func encodeState(st reconcile.State, thing string) ([]byte, error) {
+	return json.MarshalIndent(stateDoc{Format: stateFormat, Thing: thing, State: st}, "", " ")
+}
+
+// writeAtomic replaces path with b so that a crash at any moment leaves
+// either the old or the new content: temp file in the same directory, fsync,
+// rename, fsync of the directory.
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".state-*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing state in %s: %w (is the directory writable by the agent's user, and the disk not full?)", dir, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing state file %s: %w (is the disk full or read-only?)", path, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing state file %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replacing state file %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // best effort: some filesystems refuse fsync on directories
+		d.Close()
+	}
+	return nil
+}
