@@ -96,9 +96,16 @@ func (fp fileParser) device(s src, reg *devices.Registry) *parsedDevice {
 	what = fmt.Sprintf("device %q (%s)", d.ID, name)
 
 	opts := drv.NewOptions()
-	st := reflect.TypeOf(opts).Elem()
-	fields := structFields(st)
-	known := append(append([]string{}, deviceKeys...), sortedKeys(fields)...)
+	fields := map[string]reflect.Type{}
+	if t := reflect.TypeOf(opts); t != nil && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		fields = structFields(t.Elem())
+	}
+	known := append([]string{}, deviceKeys...)
+	for _, k := range sortedKeys(fields) {
+		if !contains(known, k) {
+			known = append(known, k)
+		}
+	}
 	var optPairs []kv
 	for _, p := range all {
 		switch {
