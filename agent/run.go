@@ -964,4 +964,4 @@ func (b brokenDevice) Read(context.Context) (devices.Readings, error) {
 	return nil, b.err
 }
 func (b brokenDevice) Write(context.Context, string, devices.Value) error { return b.err }
-func (b brokenDevice) Close() error                                        { return nil }
+func (b brokenDevice) Close() error                                       { return nil }
