@@ -157,19 +157,26 @@ func (e *embedded) close() {
 }
 
 // quietHandler demotes mochi's chatty Info logs (hooks added, listeners
-// attached, start/stop banners) to Debug; warnings and errors pass.
+// attached, start/stop banners) and its per-connection end-of-client
+// warnings (logged with an empty message: EOF, failed TLS handshakes) to
+// Debug; other warnings and errors pass.
 type quietHandler struct{ h slog.Handler }
 
 func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	// Warnings may be demoted in Handle; let them through to decide there.
 	if l == slog.LevelInfo {
 		l = slog.LevelDebug
 	}
-	return q.h.Enabled(ctx, l)
+	return q.h.Enabled(ctx, l) || l == slog.LevelWarn
 }
 
 func (q quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelInfo {
+	if r.Level == slog.LevelInfo || (r.Level == slog.LevelWarn && r.Message == "") {
 		r.Level = slog.LevelDebug
+		r.Message = "client connection ended"
+	}
+	if !q.h.Enabled(ctx, r.Level) {
+		return nil
 	}
 	return q.h.Handle(ctx, r)
 }

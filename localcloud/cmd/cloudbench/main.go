@@ -1,0 +1,505 @@
+// Command cloudbench measures the local AWS IoT cloud (package localcloud)
+// for BENCHMARKS.md. It is not part of the test run:
+//
+//	go run ./localcloud/cmd/cloudbench            # all phases, defaults below
+//	go run ./localcloud/cmd/cloudbench -h         # knobs
+//
+// Phases, all against one embedded broker with durability on (bbolt in a
+// temporary directory, group commit):
+//
+//  1. raw MQTT: every thing's connection publishes QoS 1 to its own topic
+//     at the offered rate and receives it back; one-way publish→deliver
+//     latency.
+//  2. shadow, offered load: every thing sends reported-state updates at
+//     the offered rate (total -rate per second); request→/accepted latency.
+//  3. shadow, saturation: every thing keeps one update outstanding (closed
+//     loop); accepted updates per second and latency at that load.
+//
+// Then memory per stored shadow (heap delta over -mem-shadows shadows, in
+// memory) and start-up time of the agent binary (exec → listening line).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/pinshadow/pinshadow/localcloud"
+)
+
+type config struct {
+	things     int
+	rate       float64
+	duration   time.Duration
+	warmup     time.Duration
+	memShadows int
+	starts     int
+	cpuProfile string
+	profPhase  string
+	skipStart  bool
+	shards     int
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.things, "things", 1000, "things (one MQTT connection each)")
+	flag.Float64Var(&c.rate, "rate", 5000, "offered load in phases 1 and 2, messages per second over all things")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per phase")
+	flag.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured time before each phase")
+	flag.IntVar(&c.memShadows, "mem-shadows", 10000, "shadows stored for the memory measurement")
+	flag.IntVar(&c.starts, "starts", 5, "agent start-ups to time")
+	flag.BoolVar(&c.skipStart, "skip-startup", false, "skip building and timing the agent binary")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of one phase (-profile-phase) to this file")
+	flag.StringVar(&c.profPhase, "profile-phase", "offered", "phase to profile: raw, offered or saturation")
+	flag.IntVar(&c.shards, "shards", 0, "shard workers (0 = default)")
+	flag.Parse()
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "cloudbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	fmt.Printf("machine: %d CPUs (GOMAXPROCS %d), %s, %s %s/%s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cpu, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("load: %d things, one connection each, offered %.0f msg/s, %v measured after %v warm-up\n", c.things, c.rate, c.duration, c.warmup)
+
+	dir, err := os.MkdirTemp("", "cloudbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	data := filepath.Join(dir, "data")
+
+	o := localcloud.DefaultOptions()
+	o.Listen = "127.0.0.1:0"
+	o.DataDir = data
+	o.Shards = c.shards
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := localcloud.New(o)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		return err
+	}
+	defer srv.Close()
+	addr := "tcp://" + srv.Endpoints()[0].Addr.String()
+
+	clients, err := connectAll(addr, c.things)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, cl := range clients {
+			cl.c.Disconnect(0)
+		}
+	}()
+
+	prof := func(name string) string {
+		if c.profPhase == name {
+			return c.cpuProfile
+		}
+		return ""
+	}
+	raw, err := phase(clients, c, modeRaw, prof("raw"))
+	if err != nil {
+		return err
+	}
+	report("raw MQTT publish→deliver (QoS 1), offered load", raw)
+	sh, err := phase(clients, c, modeShadow, prof("offered"))
+	if err != nil {
+		return err
+	}
+	report("shadow update→/accepted, offered load, durable", sh)
+	fmt.Printf("  ratio shadow/raw: p50 %.1f×, p99 %.1f×\n", ratio(sh.p(50), raw.p(50)), ratio(sh.p(99), raw.p(99)))
+	sat, err := phase(clients, c, modeSaturate, prof("saturation"))
+	if err != nil {
+		return err
+	}
+	report("shadow update→/accepted, saturation (1 outstanding per thing), durable", sat)
+	for _, cl := range clients {
+		cl.c.Disconnect(0)
+	}
+	clients = nil
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(filepath.Join(data, localcloud.DBFile)); err == nil {
+		fmt.Printf("database: %d shadows, %d bytes on disk\n", c.things, fi.Size())
+	}
+
+	if err := memory(c); err != nil {
+		return err
+	}
+	if !c.skipStart {
+		if err := startup(c, dir, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// benchClient is one thing's connection.
+type benchClient struct {
+	c     paho.Client
+	thing string
+	// got receives latency samples of this client's answers.
+	got      chan sample
+	rejected atomic.Int64
+}
+
+type sample struct {
+	lat  time.Duration
+	code int
+}
+
+func connectAll(addr string, n int) ([]*benchClient, error) {
+	clients := make([]*benchClient, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			bc := &benchClient{thing: fmt.Sprintf("bench-%04d", i), got: make(chan sample, 64)}
+			handler := func(_ paho.Client, m paho.Message) {
+				var d struct {
+					ClientToken string `json:"clientToken"`
+					Code        int    `json:"code"`
+				}
+				if err := json.Unmarshal(m.Payload(), &d); err != nil {
+					return
+				}
+				sent, err := strconv.ParseInt(d.ClientToken, 10, 64)
+				if err != nil {
+					return
+				}
+				bc.got <- sample{time.Duration(time.Now().UnixNano() - sent), d.Code}
+			}
+			bc.c = paho.NewClient(paho.NewClientOptions().AddBroker(addr).SetClientID(bc.thing).
+				SetAutoReconnect(false).SetOrderMatters(true).SetWriteTimeout(10 * time.Second).
+				SetDefaultPublishHandler(func(paho.Client, paho.Message) {}))
+			if t := bc.c.Connect(); !t.WaitTimeout(30*time.Second) || t.Error() != nil {
+				errs <- fmt.Errorf("connect %s: %v", bc.thing, t.Error())
+				return
+			}
+			p := "$aws/things/" + bc.thing + "/shadow/update/"
+			t := bc.c.SubscribeMultiple(map[string]byte{p + "accepted": 1, p + "rejected": 1, "bench/raw/" + bc.thing: 1}, handler)
+			if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
+				errs <- fmt.Errorf("subscribe %s: %v", bc.thing, t.Error())
+				return
+			}
+			clients[i] = bc
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	return clients, nil
+}
+
+type mode int
+
+const (
+	modeRaw mode = iota
+	modeShadow
+	modeSaturate
+)
+
+type result struct {
+	stall    time.Duration // longest oversleep of a 1 ms ticker: scheduler or VM pauses
+	lat      []time.Duration
+	ok       int
+	rejected int
+	elapsed  time.Duration
+}
+
+func (r *result) p(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i := int(q / 100 * float64(len(r.lat)))
+	return r.lat[min(i, len(r.lat)-1)]
+}
+
+func report(name string, r *result) {
+	fmt.Printf("%s:\n  %d answered in %v = %.0f/s (rejected %d); latency p50 %v p90 %v p99 %v max %v; longest stall of a 1 ms sleeper %v\n",
+		name, r.ok, r.elapsed.Round(time.Millisecond), float64(r.ok)/r.elapsed.Seconds(), r.rejected,
+		r.p(50).Round(10*time.Microsecond), r.p(90).Round(10*time.Microsecond), r.p(99).Round(10*time.Microsecond), r.p(100).Round(10*time.Microsecond),
+		r.stall.Round(100*time.Microsecond))
+}
+
+var seqs atomic.Int64
+
+// phase runs one load pattern on every client and collects samples that
+// arrive during the measured window.
+func phase(clients []*benchClient, c config, m mode, profile string) (*result, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var measuring atomic.Bool
+	var mu sync.Mutex
+	res := &result{}
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) * float64(len(clients)) / c.rate)
+	for _, bc := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			rejected := 0
+			record := func(s sample) {
+				if !measuring.Load() {
+					return
+				}
+				if s.code != 0 {
+					rejected++
+					return
+				}
+				local = append(local, s.lat)
+			}
+			defer func() {
+				mu.Lock()
+				res.lat = append(res.lat, local...)
+				res.rejected += rejected
+				mu.Unlock()
+			}()
+			send := func() bool {
+				now := time.Now().UnixNano()
+				var t paho.Token
+				if m == modeRaw {
+					t = bc.c.Publish("bench/raw/"+bc.thing, 1, false, fmt.Sprintf(`{"clientToken":"%d"}`, now))
+				} else {
+					t = bc.c.Publish("$aws/things/"+bc.thing+"/shadow/update", 1, false,
+						fmt.Sprintf(`{"state":{"reported":{"temperature":%.1f,"humidity":%d,"led":"on","seq":%d}},"clientToken":"%d"}`,
+							20+rand.Float64()*5, 30+rand.IntN(40), seqs.Add(1), now))
+				}
+				select {
+				case <-t.Done():
+					return t.Error() == nil
+				case <-ctx.Done():
+					return false
+				}
+			}
+			if m == modeSaturate {
+				for ctx.Err() == nil {
+					if !send() {
+						return
+					}
+					select {
+					case s := <-bc.got:
+						record(s)
+					case <-ctx.Done():
+						return
+					}
+				}
+				return
+			}
+			// Offered load: a fixed schedule with a random phase per thing.
+			next := time.Now().Add(time.Duration(rand.Int64N(int64(interval))))
+			timer := time.NewTimer(time.Until(next))
+			defer timer.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case s := <-bc.got:
+					record(s)
+				case <-timer.C:
+					send()
+					next = next.Add(interval)
+					timer.Reset(time.Until(next))
+				}
+			}
+		}()
+	}
+	time.Sleep(c.warmup) // benchmark schedule, not synchronisation
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	measuring.Store(true)
+	start := time.Now()
+	stallDone := make(chan time.Duration)
+	go func() {
+		var worst time.Duration
+		for time.Since(start) < c.duration {
+			t0 := time.Now()
+			time.Sleep(time.Millisecond)
+			worst = max(worst, time.Since(t0)-time.Millisecond)
+		}
+		stallDone <- worst
+	}()
+	res.stall = <-stallDone
+	measuring.Store(false)
+	res.elapsed = time.Since(start)
+	cancel()
+	wg.Wait()
+	// Drain answers still in flight so the next phase starts clean.
+	for _, bc := range clients {
+		for {
+			select {
+			case <-bc.got:
+				continue
+			case <-time.After(200 * time.Millisecond):
+			}
+			break
+		}
+	}
+	slices.Sort(res.lat)
+	res.ok = len(res.lat)
+	return res, nil
+}
+
+// memory stores memShadows shadows in an in-memory server and reports the
+// heap growth per shadow.
+func memory(c config) error {
+	o := localcloud.DefaultOptions()
+	o.Listen = "127.0.0.1:0"
+	o.RatePerThing, o.MaxInFlight = 0, 0
+	o.Logger = slog.New(slog.DiscardHandler)
+	srv, err := localcloud.New(o)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if err := srv.Start(context.Background()); err != nil {
+		return err
+	}
+	addr := "tcp://" + srv.Endpoints()[0].Addr.String()
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker(addr).SetClientID("mem").SetOrderMatters(true))
+	if t := cl.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return fmt.Errorf("connect: %v", t.Error())
+	}
+	var n atomic.Int64
+	all := make(chan struct{})
+	t := cl.Subscribe("$aws/things/+/shadow/update/accepted", 1, func(paho.Client, paho.Message) {
+		if n.Add(1) == int64(c.memShadows) {
+			close(all)
+		}
+	})
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return fmt.Errorf("subscribe: %v", t.Error())
+	}
+	before := heap()
+	for i := range c.memShadows {
+		cl.Publish(fmt.Sprintf("$aws/things/mem-%06d/shadow/update", i), 0, false,
+			fmt.Sprintf(`{"state":{"desired":{"led":"on","interval":30},"reported":{"temperature":21.5,"humidity":40,"led":"off","interval":30,"fw":"1.2.%d"}}}`, i%10))
+	}
+	select {
+	case <-all:
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("only %d of %d shadows accepted", n.Load(), c.memShadows)
+	}
+	cl.Disconnect(50)
+	after := heap()
+	fmt.Printf("memory: %d shadows (desired 2 keys, reported 5 keys) → heap +%.1f MiB = %d bytes per shadow (in memory, rate limiter off)\n",
+		c.memShadows, float64(after-before)/(1<<20), (after-before)/int64(c.memShadows))
+	return nil
+}
+
+func heap() int64 {
+	var ms runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// startup builds the agent and times exec → "mqtt listening on" with an
+// empty data directory and with the benchmark's stored shadows.
+func startup(c config, dir, data string) error {
+	bin := filepath.Join(dir, "agent")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/pinshadow/pinshadow/cmd/agent").CombinedOutput(); err != nil {
+		return fmt.Errorf("build agent: %v\n%s", err, out)
+	}
+	for _, d := range []struct{ name, dir string }{{"empty --data", filepath.Join(dir, "empty")}, {fmt.Sprintf("--data with %d shadows", c.things), data}} {
+		var ts []time.Duration
+		for range c.starts {
+			t, err := timeStart(bin, d.dir)
+			if err != nil {
+				return err
+			}
+			ts = append(ts, t)
+		}
+		slices.Sort(ts)
+		fmt.Printf("start-up (%s): median %v, min %v, max %v over %d runs\n", d.name, ts[len(ts)/2].Round(100*time.Microsecond), ts[0].Round(100*time.Microsecond), ts[len(ts)-1].Round(100*time.Microsecond), len(ts))
+	}
+	return nil
+}
+
+func timeStart(bin, data string) (time.Duration, error) {
+	cmd := exec.Command(bin, "cloud", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "warn")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		io.Copy(io.Discard, out)
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "mqtt listening on ") {
+			return time.Since(start), nil
+		}
+	}
+	return 0, errors.New("agent exited without a listening line")
+}
