@@ -2,6 +2,7 @@ package agent
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pinshadow/pinshadow/hal/fake"
 	"github.com/pinshadow/pinshadow/shadowsync"
@@ -37,5 +38,129 @@ func TestDesiredChangeReachesHardwareAndIsReported(t *testing.T) {
 	if !enabled || duty < 0.49 || duty > 0.51 {
 		t.Errorf("fan PWM duty %v enabled %v, want 0.5 enabled", duty, enabled)
 	}
-	_ = fake.Match
+}
+
+// Invalid desired values never touch the hardware; each is reported with
+// its reason, on_reject is applied, and the agent keeps working.
+func TestInvalidDesiredLeavesHardwareAlone(t *testing.T) {
+	r := newRig(t)
+	r.start(greenhouse)
+	r.ready()
+	app := newApp(t, r.cloud, "gh1")
+
+	m := r.rec.mark()
+	app.desire(t, `{"heater": true}`)
+	r.rec.waitFor(t, m, "heater write", func(e Event) bool { return e.Kind == EventWrite && e.Key == "heater" })
+	app.waitDoc(t, "heater applied", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
+
+	before := len(r.hal.Ops())
+	m = r.rec.mark()
+	// Wrong type (revert), interlock (clear_desired), out of range (keep),
+	// unknown key.
+	app.desire(t, `{"heater": "on", "cooler": true, "fan": 150, "heatr": 1}`)
+	d := app.waitDoc(t, "every bad key rejected and on_reject applied", func(d *shadowsync.Document) bool {
+		return status(d, "heater")["status"] == "rejected" && status(d, "cooler")["status"] == "rejected" &&
+			status(d, "fan")["status"] == "rejected" && status(d, "heatr")["status"] == "rejected" &&
+			d.Desired["heater"] == true && d.Desired["cooler"] == nil
+	})
+	for key, code := range map[string]float64{"heater": 400, "cooler": 409, "fan": 400, "heatr": 404} {
+		if c, _ := num(status(d, key)["code"]); c != code {
+			t.Errorf("_status.%s code %v, want %v (%v)", key, c, code, status(d, key))
+		}
+		if msg, _ := status(d, key)["message"].(string); msg == "" {
+			t.Errorf("_status.%s has no message", key)
+		}
+	}
+	if f, _ := num(d.Desired["fan"]); f != 150 {
+		t.Errorf("fan (on_reject keep) desired = %v, want 150 left in place", d.Desired["fan"])
+	}
+	for _, op := range r.hal.Ops()[before:] {
+		if op.Kind == fake.OpSet || op.Kind == fake.OpPWMSet {
+			t.Errorf("hardware touched for an invalid desired value: %v", op)
+		}
+	}
+	if high, _ := r.hal.Physical("pinctrl-bcm2711/17"); high {
+		t.Error("heater switched off by a rejected value")
+	}
+	if high, _ := r.hal.Physical("pinctrl-bcm2711/23"); high {
+		t.Error("cooler switched on despite the interlock")
+	}
+	// Still running: a corrected value is applied.
+	m = r.rec.mark()
+	app.desire(t, `{"fan": 30}`)
+	r.rec.waitFor(t, m, "fan write", func(e Event) bool { return e.Kind == EventWrite && e.Key == "fan" })
+	app.waitDoc(t, "fan 30 applied", func(d *shadowsync.Document) bool {
+		f, _ := num(d.Reported["fan"])
+		return f == 30 && status(d, "fan")["status"] == "applied"
+	})
+	st := r.ag.Status()
+	var rejected []string
+	for _, k := range st.Keys {
+		if k.Status == "rejected" {
+			rejected = append(rejected, k.Key)
+		}
+	}
+	if len(rejected) < 2 {
+		t.Errorf("status shows rejected keys %v, want heater and cooler (and heatr)", rejected)
+	}
+}
+
+// A sensor change is reported within one tick; a change inside the deadband
+// is not; the heartbeat re-sends the value.
+func TestSensorDeadbandAndHeartbeat(t *testing.T) {
+	r := newRig(t)
+	r.start(greenhouse)
+	r.ready()
+	app := newApp(t, r.cloud, "gh1")
+
+	reportedTemp := func(e Event) (float64, bool) {
+		p, _ := e.Value.(map[string]any)
+		v, ok := p["temperature"]
+		if !ok || e.Kind != EventReported {
+			return 0, false
+		}
+		f, _ := num(v)
+		return f, true
+	}
+	tick := func() int {
+		m := r.rec.mark()
+		r.clock.Advance(time.Second)
+		r.rec.waitFor(t, m, "sensor read", func(e Event) bool { return e.Kind == EventSensor && e.Key == "temperature" })
+		r.rec.waitFor(t, m, "iteration", kind(EventIteration))
+		return m
+	}
+	// The first reading goes out at once.
+	m := tick()
+	app.waitDoc(t, "temperature 20", func(d *shadowsync.Document) bool { f, _ := num(d.Reported["temperature"]); return f == 20 })
+
+	r.bme.SetTemperature(20.3) // inside the 0.5 deadband
+	m = tick()
+	for _, e := range r.rec.since(m) {
+		if v, ok := reportedTemp(e); ok {
+			t.Errorf("a change inside the deadband was reported: %v", v)
+		}
+	}
+	r.bme.SetTemperature(21)
+	m = tick()
+	e := r.rec.waitFor(t, m, "temperature report", func(e Event) bool { _, ok := reportedTemp(e); return ok })
+	if v, _ := reportedTemp(e); v != 21 {
+		t.Errorf("reported %v, want 21", v)
+	}
+	app.waitDoc(t, "temperature 21", func(d *shadowsync.Document) bool { f, _ := num(d.Reported["temperature"]); return f == 21 })
+
+	// Unchanged for the heartbeat period (30 s): sent again once.
+	r.bme.SetTemperature(21.1)
+	m = r.rec.mark()
+	for i := 0; i < 29; i++ {
+		tick()
+	}
+	for _, e := range r.rec.since(m) {
+		if _, ok := reportedTemp(e); ok {
+			t.Fatalf("reported before the heartbeat was due:\n%s", r.rec.dump(m))
+		}
+	}
+	m = r.rec.mark()
+	tick()
+	tick()
+	r.rec.waitFor(t, m, "heartbeat report", func(e Event) bool { _, ok := reportedTemp(e); return ok })
 }
