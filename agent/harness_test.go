@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -303,6 +305,7 @@ type rig struct {
 	bme   *chips.BME280
 	clock *fake.FakeClock
 	dir   string
+	link  *link // nil: the agent connects to the cloud directly
 	rec   *recorder
 	ag    *Agent
 	stop  context.CancelCauseFunc
@@ -328,7 +331,11 @@ func (r *rig) start(yaml string) *Agent {
 	cfg := parseConfig(r.t, yaml, r.dir)
 	r.rec = newRecorder()
 	log := slog.New(slog.NewTextHandler(testWriter{r.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ag, err := New(cfg, Deps{HAL: r.hal, Endpoint: "tcp://" + r.cloud.addr, Logger: log, Events: r.rec.add,
+	ep := r.cloud.addr
+	if r.link != nil {
+		ep = r.link.addr()
+	}
+	ag, err := New(cfg, Deps{HAL: r.hal, Endpoint: "tcp://" + ep, Logger: log, Events: r.rec.add,
 		Clock: HALClock(r.clock), StopTimeout: 3 * time.Second,
 		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
 	if err != nil {
@@ -393,4 +400,87 @@ func status(d *shadowsync.Document, key string) map[string]any {
 	st, _ := d.Reported["_status"].(map[string]any)
 	m, _ := st[key].(map[string]any)
 	return m
+}
+
+// link is a TCP proxy between the agent and the cloud that a test can cut
+// (as a dead Wi-Fi would) and restore, on the same address.
+type link struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	blocked bool
+	conns   map[net.Conn]bool
+	wg      sync.WaitGroup
+}
+
+func newLink(t *testing.T, target string) *link {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &link{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	l.wg.Add(1)
+	go l.accept()
+	t.Cleanup(l.close)
+	return l
+}
+
+func (l *link) addr() string { return l.ln.Addr().String() }
+
+func (l *link) accept() {
+	defer l.wg.Done()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		blocked := l.blocked
+		l.mu.Unlock()
+		if blocked {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", l.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l.mu.Lock()
+		l.conns[c], l.conns[up] = true, true
+		l.mu.Unlock()
+		l.wg.Add(2)
+		go l.pipe(c, up)
+		go l.pipe(up, c)
+	}
+}
+
+func (l *link) pipe(dst, src net.Conn) {
+	defer l.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// cut drops every connection and refuses new ones.
+func (l *link) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.blocked = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.conns = map[net.Conn]bool{}
+}
+
+func (l *link) restore() {
+	l.mu.Lock()
+	l.blocked = false
+	l.mu.Unlock()
+}
+
+func (l *link) close() {
+	l.ln.Close()
+	l.cut()
+	l.wg.Wait()
 }

@@ -144,10 +144,19 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		}
 		r.hal, r.ownHAL = h, true
 	}
+	// State from disk; a bad file is not fatal.
+	st, err := loadState(statePath(r.cfg), r.cfg.Thing)
+	if err != nil {
+		a.log.Warn("state file unusable", "err", err)
+		r.stateError(err)
+	}
+	r.state = st
+	initial := r.initialLevels(now)
+
 	r.buses = devices.NewSharedBuses(r.hal)
 	env := devices.Env{Lines: r.hal, Buses: r.buses, SysRoot: a.deps.SysRoot}
 	for _, d := range r.cfg.Devices {
-		dev, err := a.deps.Registry.Open(ctx, d.Driver, env, d.Options)
+		dev, err := a.deps.Registry.Open(ctx, d.Driver, env, withInitial(d.Options, initial[d.ID]))
 		if err != nil {
 			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
 			r.fail(err)
@@ -158,13 +167,6 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	}
 	r.indexProps()
 
-	// State from disk; a bad file is not fatal.
-	st, err := loadState(statePath(r.cfg), r.cfg.Thing)
-	if err != nil {
-		a.log.Warn("state file unusable", "err", err)
-		r.stateError(err)
-	}
-	r.state = st
 	// What the outputs hold now.
 	r.obs = map[reconcile.Output]devices.Value{}
 	r.readOutputs(ctx)
@@ -216,6 +218,46 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	go r.publishTelemetry(ictx)
 	r.startWatchers(ictx)
 	return nil
+}
+
+// initialLevels plans the start-up (boot or restored) value of every output
+// before the devices are opened, so a line can be opened at that level: a
+// restart after a crash then never drives a relay to its default first.
+func (r *runner) initialLevels(now time.Time) map[string]devices.Value {
+	d := reconcile.Plan(reconcile.Input{Spec: &r.spec, State: r.state, Now: now})
+	out := map[string]devices.Value{}
+	for _, w := range d.Writes {
+		if w.Value.Type() == devices.TypeBool && (w.Why == "boot" || w.Why == "restore") {
+			out[w.Output.Device] = w.Value
+		}
+	}
+	return out
+}
+
+// withInitial returns opts with its bool field Initial (the relay and LED
+// drivers' level at open, applied glitch-free by the HAL) set to v, on a
+// copy; other options, or a v that is not a bool, are returned unchanged.
+// Reflection keeps the drivers free of agent concerns: Initial is their
+// documented option.
+func withInitial(opts devices.Options, v devices.Value) devices.Options {
+	if v.Type() != devices.TypeBool {
+		return opts
+	}
+	p := reflect.ValueOf(opts)
+	if p.Kind() != reflect.Pointer || p.IsNil() || p.Elem().Kind() != reflect.Struct {
+		return opts
+	}
+	f := p.Elem().FieldByName("Initial")
+	if !f.IsValid() || f.Kind() != reflect.Bool {
+		return opts
+	}
+	cp := reflect.New(p.Elem().Type())
+	cp.Elem().Set(p.Elem())
+	cp.Elem().FieldByName("Initial").SetBool(v.Bool())
+	if o, ok := cp.Interface().(devices.Options); ok {
+		return o
+	}
+	return opts
 }
 
 func sysfs(root string) string {

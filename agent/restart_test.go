@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pinshadow/pinshadow/shadowsync"
+)
+
+// After a crash (no final report) and a restart on the same hardware and
+// state directory, hardware and shadow converge with no toggle beyond what
+// desired requires.
+func TestCrashAndRestartCostsNoToggles(t *testing.T) {
+	r := newRig(t)
+	r.start(greenhouse)
+	r.ready()
+	app := newApp(t, r.cloud, "gh1")
+	app.desire(t, `{"heater": true, "fan": 60}`)
+	app.waitDoc(t, "applied", func(d *shadowsync.Document) bool {
+		f, _ := num(d.Reported["fan"])
+		return d.Reported["heater"] == true && f == 60 && len(d.Delta) == 0
+	})
+	heater := len(r.hal.PhysicalHistory(heaterLine))
+	cooler := len(r.hal.PhysicalHistory(coolerLine))
+	if err := r.halt(ErrHardStop); err != nil {
+		t.Fatalf("Run after a hard stop: %v", err)
+	}
+
+	r.start(greenhouse)
+	r.ready()
+	app.waitDoc(t, "converged after restart", func(d *shadowsync.Document) bool {
+		return d.Reported["heater"] == true && len(d.Delta) == 0
+	})
+	if h := r.hal.PhysicalHistory(heaterLine); len(h) != heater {
+		t.Errorf("heater wire history after restart %v (had %d entries before): the restart toggled it", h, heater)
+	}
+	if h := r.hal.PhysicalHistory(coolerLine); len(h) != cooler {
+		t.Errorf("cooler wire history after restart %v (had %d entries)", h, cooler)
+	}
+	if duty, _, on := r.hal.PWM(fanPWM); !on || duty < 0.59 || duty > 0.61 {
+		t.Errorf("fan after restart: duty %v enabled %v, want 0.6", duty, on)
+	}
+}
+
+// A corrupt state file is a warning, not a crash: the agent starts from
+// boot values and replaces the file.
+func TestCorruptStateFileStartsFromBoot(t *testing.T) {
+	r := newRig(t)
+	path := filepath.Join(r.dir, StateFile)
+	if err := os.WriteFile(path, []byte(`{"format":1,"state":{"keys":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.start(greenhouse)
+	r.rec.waitFor(t, 0, "state error", func(e Event) bool {
+		return e.Kind == EventStateError && strings.Contains(e.Message, "corrupt")
+	})
+	r.ready()
+	app := newApp(t, r.cloud, "gh1")
+	app.desire(t, `{"heater": true}`)
+	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), `"applied": true`) {
+		t.Errorf("state file not replaced with a good one: %v\n%s", err, b)
+	}
+}
+
+// A state directory that cannot be written: a clear error, and the agent keeps running
+// from memory.
+func TestUnwritableStateDirKeepsRunning(t *testing.T) {
+	r := newRig(t)
+	// A state_dir that cannot be created (its parent is a file) fails like a
+	// read-only or full disk would, also for root.
+	blocker := filepath.Join(r.dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.dir = filepath.Join(blocker, "state")
+	r.start(greenhouse)
+	r.ready()
+	app := newApp(t, r.cloud, "gh1")
+	app.desire(t, `{"heater": true}`)
+	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
+	if st := r.ag.Status(); st.StateError == "" {
+		t.Error("status does not show the state file error")
+	}
+}
