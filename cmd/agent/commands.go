@@ -9,6 +9,7 @@ func extraCommands() []command {
 		{name: "shadow", summary: "get, update or delete a device shadow (the cloud side, for people and scripts)", run: runShadow},
 		{name: "validate", summary: "check a configuration file and print every problem with file:line:column", run: runValidate},
 		{name: "plan", summary: "show which shadow key drives or reads which device, pin or bus", run: runPlan},
+		{name: "sim", summary: "simulate a device: local cloud, agent on fake hardware with physics, a scripted cloud side", run: runSim},
 		{name: "run", summary: "run the device agent: keep the hardware and its shadows in step (the daemon)", run: runRun},
 		{name: "status", summary: "show the running agent's connection, per-key results and sensor readings", run: runStatus},
 	}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// simOut collects a simulation's stdout and lets a test wait for a line.
+type simOut struct {
+	mu      sync.Mutex
+	b       strings.Builder
+	changed chan struct{}
+}
+
+func newSimOut() *simOut { return &simOut{changed: make(chan struct{})} }
+
+func (s *simOut) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Write(p)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (s *simOut) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// wait returns the first submatches of re in the output, waiting for it
+// until ctx ends.
+func (s *simOut) wait(ctx context.Context, re *regexp.Regexp) ([]string, bool) {
+	for {
+		s.mu.Lock()
+		m := re.FindStringSubmatch(s.b.String())
+		ch := s.changed
+		s.mu.Unlock()
+		if m != nil {
+			return m, true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-ch:
+		}
+	}
+}
+
+// The README's main job: the default scenario from start to end, in
+// process. Its account must show each desired change reaching the
+// hardware and the shadow, the invalid values rejected with their reasons
+// (and the hardware left alone), the fault and the reconnect.
+func TestSimDefaultScenarioRunsToCompletion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the 16 s default scenario")
+	}
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	t.Chdir(t.TempDir()) // the built-in config and scenario need no files
+	var errOut lockedBuffer
+	out := newSimOut()
+	code := run(context.Background(), &env{stdout: out, stderr: &errOut}, []string{"sim", "--duration", "15.5s"})
+	text := out.String()
+	if code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s\nstdout:\n%s", code, errOut.String(), text)
+	}
+	// Each expectation is a line of the account, in this order.
+	want := []string{
+		`cloud +drive it from another terminal: agent shadow update --endpoint 127\.0\.0\.1:\d+ --thing sim-greenhouse --desired fan=70`,
+		`desired +heater=true`,
+		`pin +heater GPIO17 → on \(wire low, active-low\) +\[[\d.]+ ms after desired\]`,
+		`reported +heater=true \(v\d+\)`,
+		`in-sync +heater=true: delta cleared [\d.]+ ms after desired`,
+		`desired +fan=150`,
+		`rejected +fan=150 not applied, hardware untouched: fan: 150 % is outside 0…100 %`,
+		`on_reject +the agent sets desired fan=null`,
+		`report +button=true`,
+		`desired +fan=40 heater=false`,
+		`pwm +fan GPIO18 → 40 % at 25 kHz +\[[\d.]+ ms after desired\]`,
+		`in-sync +fan=40: delta cleared [\d.]+ ms after desired`,
+		`rejected +heater=true not applied, hardware untouched: heater: interlock "climate_control"`,
+		`on_reject +the agent sets desired heater=false`,
+		`fault +temperature: .*not acknowledged`,
+		`report +.*temperature=null`,
+		`offline +the agent lost the connection`,
+		`online +the agent is connected`,
+		`report +.*temperature=\d`,
+		`in-sync +fan=0: delta cleared`,
+		`summary +\d+ deltas cleared`,
+	}
+	rest := text
+	for _, w := range want {
+		loc := regexp.MustCompile(`(?m)^ +[\d.]+s  ` + w).FindStringIndex(rest)
+		if loc == nil {
+			t.Fatalf("no line matching %q after the previous expectation in:\n%s", w, text)
+		}
+		rest = rest[loc[1]:]
+	}
+	// The hardware never saw the rejected values.
+	if regexp.MustCompile(`pwm +fan GPIO18 → 150`).MatchString(text) {
+		t.Errorf("the fan was driven to the rejected 150 %%:\n%s", text)
+	}
+	heaterOn := regexp.MustCompile(`pin +heater GPIO17 → on`).FindAllStringIndex(text, -1)
+	if len(heaterOn) != 1 {
+		t.Errorf("heater switched on %d times, want once (the interlocked request must not reach it):\n%s", len(heaterOn), text)
+	}
+}
+
+func TestSimScenarioErrorsHaveLineAndColumnAndExit2(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	body := "- {at: 1s, desired: {fan: 40}}\n" +
+		"- {at: 2, press: button}\n" +
+		"- {at: 3s, pres: button}\n" +
+		"- {at: 4s, fault: {i2c_nack: climate}}\n" +
+		"- {at: 5s, press: heater}\n"
+	if err := os.WriteFile(bad, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runAgentCmd(t, "sim", "--scenario", bad, "--duration", "1s")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stdout %q stderr %q", code, out, errOut)
+	}
+	for _, w := range []string{
+		bad + `:2:8: at: "2" has no unit; add one: 2s`,
+		bad + `:3:12: unknown step key "pres"; allowed: at, desired, shadow, press, for, fault, restart_broker, ambient, say; did you mean "press"?`,
+		bad + `:4:19: fault: say how long it lasts, e.g. for: 3s`,
+		"3 problems in " + bad,
+	} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut)
+		}
+	}
+	if out != "" {
+		t.Errorf("nothing should run; stdout:\n%s", out)
+	}
+
+	// Valid syntax, but a device that cannot be pressed: checked against
+	// the configuration, with the step's position.
+	if err := os.WriteFile(bad, []byte("- {at: 1s, press: heater}\n- {at: 2s, fault: {i2c_nack: climat, for: 1s}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runAgentCmd(t, "sim", "--scenario", bad, "--duration", "1s")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stderr %q", code, errOut)
+	}
+	for _, w := range []string{
+		bad + `:1:3: press: device "heater" is a relay, not an input; press a button, switch or pir`,
+		bad + `:2:3: fault: unknown device "climat"; devices in configs/sim.yaml: heater, fan, climate, button, status_led, soil; did you mean "climate"?`,
+	} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut)
+		}
+	}
+}
+
+// A second terminal drives the simulated device with agent shadow update.
+func TestSimListenLetsAgentShadowUpdateDriveTheHardware(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := newSimOut()
+	var errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &env{stdout: out, stderr: &errOut}, []string{"sim", "--listen", "127.0.0.1:0", "--scenario", "none"})
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	m, ok := out.wait(wctx, regexp.MustCompile(`drive it from another terminal: (agent shadow update --endpoint (\S+) --thing (\S+) --desired fan=70)`))
+	if !ok {
+		cancel()
+		t.Fatalf("no drive command printed; exit %v\nstdout:\n%s\nstderr:\n%s", <-done, out.String(), errOut.String())
+	}
+	if _, ok := out.wait(wctx, regexp.MustCompile(`(?m)ready +the agent has converged`)); !ok {
+		cancel()
+		t.Fatalf("agent not ready:\n%s", out.String())
+	}
+	args := strings.Fields(m[1])[1:] // the printed command, minus "agent"
+	if code, sout, serr := runAgentCmd(t, append(args, "--timeout", "5s")...); code != 0 {
+		t.Fatalf("%s: exit %d\n%s\n%s", m[1], code, sout, serr)
+	}
+	for _, w := range []string{
+		`(?m)desired +fan=70 \(v\d+, from another client\)`,
+		`(?m)pwm +fan GPIO18 → 70 % at 25 kHz`,
+		`(?m)reported +fan=70`,
+		`(?m)in-sync +fan=70: delta cleared`,
+	} {
+		if _, ok := out.wait(wctx, regexp.MustCompile(w)); !ok {
+			cancel()
+			<-done
+			t.Fatalf("no line matching %q:\n%s", w, out.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after Ctrl-C, want 0; stderr:\n%s", code, errOut.String())
+	}
+}
