@@ -123,11 +123,12 @@ const DefaultPress = 300 * time.Millisecond
 // ParseScenario reads a scenario: a YAML list of steps, each a mapping with
 // "at" (a duration from the start) and one action:
 //
-//	- {at: 2s, desired: {fan: 40}}             # optional: shadow: NAME
-//	- {at: 5s, press: button}                  # optional: for: 300ms
-//	- {at: 8s, fault: {i2c_nack: climate, for: 3s}}   # or i2c_timeout
+//	# one step of each kind
+//	- {at: 2s, desired: {fan: 40}}                   # optional: shadow: NAME
+//	- {at: 5s, press: button}                        # optional: for: 300ms
+//	- {at: 8s, fault: {i2c_nack: climate, for: 3s}}  # or i2c_timeout
 //	- {at: 10s, restart_broker: true}
-//	- {at: 12s, ambient: 5}                    # °C
+//	- {at: 12s, ambient: 5}                          # °C
 //	- {at: 12s, say: "a window opens"}
 //
 // Every problem is reported at once, as config.Errors with file:line:column.
@@ -143,14 +144,12 @@ func ParseScenario(file string, data []byte) (*Scenario, error) {
 			return nil, p.errs
 		}
 		line := 1
-		var te *yaml.TypeError
-		msg := err.Error()
-		if !errors.As(err, &te) {
-			if n, ok := yamlErrLine(msg); ok {
-				line = n
-			}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if n, ok := yamlErrLine(msg); ok {
+			line = n
+			msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", n))
 		}
-		p.add(line, 0, "not valid YAML: "+strings.TrimPrefix(msg, "yaml: "))
+		p.add(line, 0, "not valid YAML: "+msg)
 		return nil, p.errs
 	}
 	root := &doc
@@ -183,7 +182,7 @@ func ParseScenario(file string, data []byte) (*Scenario, error) {
 // yamlErrLine takes the line out of a yaml.v3 syntax error ("yaml: line 3: …").
 func yamlErrLine(msg string) (int, bool) {
 	var n int
-	if _, err := fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &n); err == nil && n > 0 {
+	if _, err := fmt.Sscanf(msg, "line %d:", &n); err == nil && n > 0 {
 		return n, true
 	}
 	return 0, false

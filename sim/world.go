@@ -286,13 +286,17 @@ func (w *World) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case now := <-t.C:
-			dt := now.Sub(last)
+			w.step(now.Sub(last))
 			last = now
-			w.thermal.Step(dt)
-			if v := w.SoilVolts(); v < 2.8 {
-				w.setSoil(math.Min(2.8, v+w.opts.SoilDrying*dt.Seconds()))
-			}
 		}
+	}
+}
+
+// step advances the physics by dt.
+func (w *World) step(dt time.Duration) {
+	w.thermal.Step(dt)
+	if v := w.SoilVolts(); v < 2.8 {
+		w.setSoil(math.Min(2.8, v+w.opts.SoilDrying*dt.Seconds()))
 	}
 }
 

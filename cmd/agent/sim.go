@@ -144,4 +144,3 @@ func countProblems(probs config.Errors, name string) string {
 	}
 	return fmt.Sprintf("%d %s in %s", len(probs), word, name)
 }
-
