@@ -690,8 +690,8 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 		a.emit(ev)
 	}
 	rep := d.Outcome(done)
-	r.results(rep.Results)
 	r.obs, r.state, r.wake = rep.Observed, rep.State, rep.Wake
+	r.results(rep.Results)
 	r.persist()
 	for _, name := range sortedKeys(rep.Reported) {
 		r.report(name, rep.Reported[name])
@@ -786,6 +786,15 @@ func (r *runner) results(res map[reconcile.KeyPath]reconcile.Result) {
 			r.a.log.Warn("desired value rejected", "key", k.String(), "code", v.Code, "reason", v.Message)
 			ev.Kind = EventReject
 			r.a.emit(ev)
+		}
+	}
+	for _, dk := range r.spec.Desired {
+		if ks := r.keys[dk.Key.String()]; ks != nil {
+			if v, ok := r.obs[reconcile.Output{Device: dk.Device, Property: dk.Property}]; ok {
+				ks.Hardware = v.Any()
+			} else {
+				ks.Hardware = nil
+			}
 		}
 	}
 	for k, ks := range r.keys {

@@ -72,9 +72,10 @@ type KeyStatus struct {
 	Key      string `json:"key"`
 	Device   string `json:"device"`
 	Property string `json:"property"`
-	// Value is what the hardware has, in shadow terms where known (the
-	// value last applied), else the device value.
-	Value   any       `json:"value,omitempty"`
+	// Value is the shadow-side value last applied from desired (nil: none
+	// yet); Hardware what the output holds now, in device terms.
+	Value    any       `json:"value,omitempty"`
+	Hardware any       `json:"hardware,omitempty"`
 	Status  string    `json:"status,omitempty"`
 	Code    int       `json:"code,omitempty"`
 	Message string    `json:"message,omitempty"`

@@ -208,6 +208,7 @@ func TestRunDaemon(t *testing.T) {
 	if code := run(context.Background(), &env{stdout: out, stderr: se}, []string{"status", "--config", cfgPath}); code != 0 {
 		t.Fatalf("agent status exit %d: %s", code, se)
 	}
+	t.Logf("agent status:\n%s", out)
 	for _, want := range []string{"d1 (running, converged)", "connection", "online", "heater", "heater.on", "temperature", "climate.temperature"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("agent status output lacks %q:\n%s", want, out)

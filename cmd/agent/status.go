@@ -168,7 +168,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	if len(st.Keys) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DESIRED KEY\tOUTPUT\tVALUE\tRESULT\tVERSION\tLATENCY\tSINCE\tMESSAGE")
+		fmt.Fprintln(tw, "DESIRED KEY\tOUTPUT\tHARDWARE\tAPPLIED\tRESULT\tVERSION\tLATENCY\tDECIDED\tMESSAGE")
 		for _, k := range st.Keys {
 			res := dash(k.Status)
 			if k.Code != 0 {
@@ -178,7 +178,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			if k.Latency > 0 {
 				lat = k.Latency.Round(time.Microsecond).String()
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.Key, output(k.Device, k.Property), value(k.Value), res, k.Version, lat, age(k.At), dash(k.Message))
+			ver := "-"
+			if k.Version > 0 {
+				ver = fmt.Sprint(k.Version)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Key, output(k.Device, k.Property), value(k.Hardware), value(k.Value), res, ver, lat, age(k.At), dash(k.Message))
 		}
 		tw.Flush()
 	}
