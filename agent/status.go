@@ -76,12 +76,12 @@ type KeyStatus struct {
 	// yet); Hardware what the output holds now, in device terms.
 	Value    any       `json:"value,omitempty"`
 	Hardware any       `json:"hardware,omitempty"`
-	Status  string    `json:"status,omitempty"`
-	Code    int       `json:"code,omitempty"`
-	Message string    `json:"message,omitempty"`
-	Version int64     `json:"version,omitempty"`
-	At      time.Time `json:"at,omitzero"`
-	ApplyAt time.Time `json:"apply_at,omitzero"`
+	Status   string    `json:"status,omitempty"`
+	Code     int       `json:"code,omitempty"`
+	Message  string    `json:"message,omitempty"`
+	Version  int64     `json:"version,omitempty"`
+	At       time.Time `json:"at,omitzero"`
+	ApplyAt  time.Time `json:"apply_at,omitzero"`
 	// Latency is the time from the delta to the hardware write of the last
 	// desired change applied.
 	Latency time.Duration `json:"latency_ns,omitempty"`
