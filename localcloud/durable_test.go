@@ -3,6 +3,7 @@ package localcloud
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +12,19 @@ import (
 )
 
 func TestShadowsSurviveRestart(t *testing.T) {
+	// Journal only, and compaction into the snapshot after every few writes.
+	for _, compactAfter := range []int{0, 2, 3} {
+		t.Run(fmt.Sprintf("compactAfter=%d", compactAfter), func(t *testing.T) {
+			testRestart(t, compactAfter)
+		})
+	}
+}
+
+func testRestart(t *testing.T, compactAfter int) {
 	dir := t.TempDir()
 	o := testOptions(t)
 	o.DataDir = dir
+	o.compactAfter = compactAfter
 	s := startServer(t, o)
 	c := connect(t, "tcp://"+endpoint(t, s, "mqtt"), nil)
 	p := "$aws/things/keep/shadow"
@@ -35,6 +46,7 @@ func TestShadowsSurviveRestart(t *testing.T) {
 	}
 
 	s2 := startServer(t, o)
+	defer s2.Close()
 	if s2.Loaded() != 2 {
 		t.Errorf("loaded %d shadows, want 2 (one live, one deletion record)", s2.Loaded())
 	}
@@ -56,6 +68,27 @@ func TestShadowsSurviveRestart(t *testing.T) {
 	c2.publish(n+"/update", `{"state":{"reported":{"x":2}}}`)
 	if acc := c2.expect(n + "/update/accepted"); num(acc["version"]) <= 1 {
 		t.Errorf("re-created after restart: version %v, want it to follow the deleted version 1", acc["version"])
+	}
+	// More writes after the restart, then a third start sees them all.
+	c2.publish(p+"/update", `{"state":{"reported":{"a":5}}}`)
+	c2.publish(p+"/get", `{"clientToken":"third"}`)
+	if get := c2.expect(p + "/get/accepted"); num(get["version"]) != 4 {
+		t.Fatalf("get after 4th update = %v", get)
+	}
+	c2.c.Disconnect(50)
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s3 := startServer(t, o)
+	c3 := connect(t, "tcp://"+endpoint(t, s3, "mqtt"), nil)
+	c3.subscribe(p+"/get/accepted", n+"/get/accepted")
+	c3.publish(p+"/get", ``)
+	if get := c3.expect(p + "/get/accepted"); num(get["version"]) != 4 || num(path(get, "state", "reported", "a")) != 5 {
+		t.Errorf("third start: %v", get)
+	}
+	c3.publish(n+"/get", ``)
+	if get := c3.expect(n + "/get/accepted"); num(path(get, "state", "reported", "x")) != 2 {
+		t.Errorf("third start, re-created named shadow: %v", get)
 	}
 }
 

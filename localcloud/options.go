@@ -73,6 +73,9 @@ type Options struct {
 
 	// hooks are test-only interception points.
 	hooks testHooks
+	// compactAfter overrides the journal length that triggers compaction
+	// (tests; 0 = default).
+	compactAfter int
 }
 
 // testHooks let in-package tests stop the pipeline at known points.

@@ -41,7 +41,7 @@ func New(opts Options) (_ *Server, err error) {
 		}
 	}()
 	if opts.DataDir != "" {
-		if s.st, err = openStore(opts.DataDir); err != nil {
+		if s.st, err = openStore(opts.DataDir, opts.compactAfter); err != nil {
 			return nil, err
 		}
 	}

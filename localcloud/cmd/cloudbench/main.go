@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -57,6 +58,7 @@ type config struct {
 	profPhase  string
 	skipStart  bool
 	shards     int
+	memoryOnly bool
 }
 
 func main() {
@@ -71,6 +73,7 @@ func main() {
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of one phase (-profile-phase) to this file")
 	flag.StringVar(&c.profPhase, "profile-phase", "offered", "phase to profile: raw, offered or saturation")
 	flag.IntVar(&c.shards, "shards", 0, "shard workers (0 = default)")
+	flag.BoolVar(&c.memoryOnly, "memory", false, "run the load phases without --data (no durability), for comparison")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "cloudbench:", err)
@@ -100,7 +103,9 @@ func run(c config) error {
 
 	o := localcloud.DefaultOptions()
 	o.Listen = "127.0.0.1:0"
-	o.DataDir = data
+	if !c.memoryOnly {
+		o.DataDir = data
+	}
 	o.Shards = c.shards
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := localcloud.New(o)
@@ -138,13 +143,17 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	report("shadow update→/accepted, offered load, durable", sh)
+	durability := "durable"
+	if c.memoryOnly {
+		durability = "in memory"
+	}
+	report("shadow update→/accepted, offered load, "+durability, sh)
 	fmt.Printf("  ratio shadow/raw: p50 %.1f×, p99 %.1f×\n", ratio(sh.p(50), raw.p(50)), ratio(sh.p(99), raw.p(99)))
 	sat, err := phase(clients, c, modeSaturate, prof("saturation"))
 	if err != nil {
 		return err
 	}
-	report("shadow update→/accepted, saturation (1 outstanding per thing), durable", sat)
+	report("shadow update→/accepted, saturation (1 outstanding per thing), "+durability, sat)
 	for _, cl := range clients {
 		cl.c.Disconnect(0)
 	}
@@ -248,6 +257,7 @@ const (
 
 type result struct {
 	stall    time.Duration // longest oversleep of a 1 ms ticker: scheduler or VM pauses
+	others   float64       // CPUs' worth used by other processes during the phase
 	lat      []time.Duration
 	ok       int
 	rejected int
@@ -263,10 +273,10 @@ func (r *result) p(q float64) time.Duration {
 }
 
 func report(name string, r *result) {
-	fmt.Printf("%s:\n  %d answered in %v = %.0f/s (rejected %d); latency p50 %v p90 %v p99 %v max %v; longest stall of a 1 ms sleeper %v\n",
+	fmt.Printf("%s:\n  %d answered in %v = %.0f/s (rejected %d); latency p50 %v p90 %v p99 %v max %v\n  longest stall of a 1 ms sleeper %v; other processes used %.2f CPUs\n",
 		name, r.ok, r.elapsed.Round(time.Millisecond), float64(r.ok)/r.elapsed.Seconds(), r.rejected,
 		r.p(50).Round(10*time.Microsecond), r.p(90).Round(10*time.Microsecond), r.p(99).Round(10*time.Microsecond), r.p(100).Round(10*time.Microsecond),
-		r.stall.Round(100*time.Microsecond))
+		r.stall.Round(100*time.Microsecond), r.others)
 }
 
 var seqs atomic.Int64
@@ -365,6 +375,7 @@ func phase(clients []*benchClient, c config, m mode, profile string) (*result, e
 		defer pprof.StopCPUProfile()
 	}
 	measuring.Store(true)
+	sys0, self0 := cpuTimes()
 	start := time.Now()
 	stallDone := make(chan time.Duration)
 	go func() {
@@ -379,17 +390,21 @@ func phase(clients []*benchClient, c config, m mode, profile string) (*result, e
 	res.stall = <-stallDone
 	measuring.Store(false)
 	res.elapsed = time.Since(start)
+	sys1, self1 := cpuTimes()
+	res.others = max(0, ((sys1-sys0)-(self1-self0)).Seconds()/res.elapsed.Seconds())
 	cancel()
 	wg.Wait()
-	// Drain answers still in flight so the next phase starts clean.
+	// Let answers still in flight arrive, then drop them so the next
+	// phase starts clean.
+	time.Sleep(500 * time.Millisecond) // benchmark schedule
 	for _, bc := range clients {
+	drain:
 		for {
 			select {
 			case <-bc.got:
-				continue
-			case <-time.After(200 * time.Millisecond):
+			default:
+				break drain
 			}
-			break
 		}
 	}
 	slices.Sort(res.lat)
@@ -442,6 +457,33 @@ func memory(c config) error {
 	fmt.Printf("memory: %d shadows (desired 2 keys, reported 5 keys) → heap +%.1f MiB = %d bytes per shadow (in memory, rate limiter off)\n",
 		c.memShadows, float64(after-before)/(1<<20), (after-before)/int64(c.memShadows))
 	return nil
+}
+
+// cpuTimes returns the CPU time used by the whole machine (from
+// /proc/stat, all CPUs, busy states only) and by this process.
+func cpuTimes() (machine, self time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, self
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i > 7 { // guest time is already in user
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, self // USER_HZ = 100
 }
 
 func heap() int64 {
