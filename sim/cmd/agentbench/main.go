@@ -60,6 +60,7 @@ type options struct {
 	warmup   time.Duration
 	agentBin string
 	skipProc bool
+	detail   strings.Builder // breakdown lines, printed after the headline
 }
 
 func main() {
@@ -72,13 +73,13 @@ func main() {
 	flag.StringVar(&o.agentBin, "agent", "", "agent binary for the process phases (default: go build ./cmd/agent into a temporary directory; run from the repository root)")
 	flag.BoolVar(&o.skipProc, "skip-process", false, "skip the process phases (start-up, RSS, CPU)")
 	flag.Parse()
-	if err := run(context.Background(), o); err != nil {
+	if err := run(context.Background(), &o); err != nil {
 		fmt.Fprintln(os.Stderr, "agentbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o options) error {
+func run(ctx context.Context, o *options) error {
 	fmt.Printf("machine: %d CPUs (nproc), %s, %s/%s, %s\n", runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	cloud, err := sim.StartCloud(ctx, "127.0.0.1:0", "", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -93,19 +94,21 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("raw MQTT one-way publish→deliver, QoS 1, %d samples: %s\n", len(raw), stats(raw))
 
-	write, delta, cleared, err := agentLoop(ctx, addr, o)
+	write, delta, toWrite, cleared, err := agentLoop(ctx, addr, o)
 	if err != nil {
 		return fmt.Errorf("agent in-process: %w", err)
 	}
 	fmt.Printf("desired published → fake HAL write, %d samples: %s\n", len(write), stats(write))
 	fmt.Printf("  ratio to raw: p50 %.2f×, p99 %.2f×\n", ratio(write, raw, 50), ratio(write, raw, 99))
-	fmt.Printf("  of which published → the agent has the delta (broker, shadow service, broker, iot, shadowsync): %s\n", stats(delta))
-	toWrite := make([]time.Duration, len(write))
-	for i := range write {
-		toWrite[i] = write[i] - delta[i]
+	if len(delta) > 0 {
+		fmt.Printf("  published → the agent has the delta (broker, shadow service, broker, iot, shadowsync), %d samples: %s\n", len(delta), stats(delta))
+		fmt.Printf("  the agent's delta → HAL write (loop wake-up, Plan, driver, HAL), same samples: %s\n", stats(toWrite))
 	}
-	fmt.Printf("  and the agent's delta → HAL write (loop wake-up, Plan, driver, HAL): %s\n", stats(toWrite))
+	if n := len(write) - len(delta); n > 0 {
+		fmt.Printf("  (%d writes came before the agent's delta event: the loop planned from the mirror, already updated by update/accepted)\n", n)
+	}
 	fmt.Printf("desired published → reported accepted, delta cleared, %d samples: %s\n", len(cleared), stats(cleared))
+	fmt.Print(o.detail.String())
 	if o.skipProc {
 		return nil
 	}
@@ -187,14 +190,14 @@ func rawLatency(addr string, n int) ([]time.Duration, error) {
 
 // agentLoop runs the agent in-process on the simulated greenhouse and
 // times desired fan changes.
-func agentLoop(ctx context.Context, addr string, o options) (write, delta, cleared []time.Duration, err error) {
+func agentLoop(ctx context.Context, addr string, o *options) (write, delta, toWrite, cleared []time.Duration, err error) {
 	cfg, err := config.Parse(configs.SimName, config.Options{ReadFile: func(string) ([]byte, error) { return configs.Sim(), nil }})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "agentbench-state-")
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer os.RemoveAll(dir)
 	cfg.StateDir = dir
@@ -209,7 +212,7 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 		}
 	}})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer world.Close()
 	deltas := make(chan time.Time, 16)
@@ -229,7 +232,7 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 		}
 	}})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -240,7 +243,7 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 	select {
 	case <-ag.Ready():
 	case <-time.After(10 * time.Second):
-		return nil, nil, nil, errors.New("the agent was not ready within 10 s")
+		return nil, nil, nil, nil, errors.New("the agent was not ready within 10 s")
 	}
 
 	prefix := "$aws/things/" + cfg.Thing + "/shadow"
@@ -255,7 +258,7 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 	rawDeltas := make(chan time.Time, 16)
 	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("bench-cloud").SetOrderMatters(true))
 	if t := cl.Connect(); t.Wait() && t.Error() != nil {
-		return nil, nil, nil, t.Error()
+		return nil, nil, nil, nil, t.Error()
 	}
 	defer cl.Disconnect(100)
 	if t := cl.Subscribe(prefix+"/update/documents", 1, func(_ paho.Client, m paho.Message) {
@@ -266,7 +269,7 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 			}
 		}
 	}); t.Wait() && t.Error() != nil {
-		return nil, nil, nil, t.Error()
+		return nil, nil, nil, nil, t.Error()
 	}
 	// A plain subscriber to the delta topic shows when the cloud's part
 	// of the path is done.
@@ -276,7 +279,7 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 		default:
 		}
 	}); t.Wait() && t.Error() != nil {
-		return nil, nil, nil, t.Error()
+		return nil, nil, nil, nil, t.Error()
 	}
 	// Drain what start-up produced.
 	for len(writes) > 0 {
@@ -300,6 +303,10 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 		for len(reports) > 0 {
 			<-reports
 		}
+		for len(deltas) > 0 {
+			<-deltas
+		}
+		var sawDelta time.Duration
 		body := fmt.Sprintf(`{"state":{"desired":{"fan":%g}}}`, v)
 		start := time.Now()
 		t := cl.Publish(prefix+"/update", 1, false, body)
@@ -309,15 +316,20 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 			select {
 			case c := <-writes:
 				if abs(c.Duty*100-v) < 0.01 {
-					write = append(write, c.Time.Sub(start))
+					w := c.Time.Sub(start)
+					write = append(write, w)
 					gotWrite = true
+					if sawDelta > 0 && sawDelta <= w {
+						delta = append(delta, sawDelta)
+						toWrite = append(toWrite, w-sawDelta)
+					}
 				}
 			case d := <-deltas:
-				if len(delta) == len(write) {
-					delta = append(delta, d.Sub(start))
+				if sawDelta == 0 {
+					sawDelta = d.Sub(start)
 				}
 			case <-deadline:
-				return nil, nil, nil, fmt.Errorf("fan %g: no PWM write within 5 s", v)
+				return nil, nil, nil, nil, fmt.Errorf("fan %g: no PWM write within 5 s", v)
 			}
 		}
 	waitReport:
@@ -336,34 +348,31 @@ func agentLoop(ctx context.Context, addr string, o options) (write, delta, clear
 					break waitReport
 				}
 			case <-deadline:
-				return nil, nil, nil, fmt.Errorf("fan %g: reported value not accepted within 5 s", v)
+				return nil, nil, nil, nil, fmt.Errorf("fan %g: reported value not accepted within 5 s", v)
 			}
 		}
 		select {
 		case d := <-rawDeltas:
 			cloudPart = append(cloudPart, d.Sub(start))
 		case <-deadline:
-			return nil, nil, nil, fmt.Errorf("fan %g: no delta on the topic", v)
-		}
-		if len(delta) != len(write) {
-			return nil, nil, nil, fmt.Errorf("fan %g: the write came without a delta event", v)
+			return nil, nil, nil, nil, fmt.Errorf("fan %g: no delta on the topic", v)
 		}
 		t.Wait()
 		time.Sleep(o.gap) // pacing within AWS's per-thing rate, not synchronisation
 	}
-	fmt.Printf("  published → delta on a plain subscriber (broker, shadow service, broker): %s\n", stats(cloudPart))
+	fmt.Fprintf(&o.detail, "  published → delta on a plain subscriber (broker, shadow service, broker): %s\n", stats(cloudPart))
 	if len(queuePart) > 0 {
-		fmt.Printf("  HAL write → the agent queues the report (read-back, Outcome, state file), %d samples: %s\n", len(queuePart), stats(queuePart))
+		fmt.Fprintf(&o.detail, "  HAL write → the agent queues the report (read-back, Outcome, state file), %d samples: %s\n", len(queuePart), stats(queuePart))
 	}
 	if len(reportPart) > 0 {
-		fmt.Printf("  agent queues the report → document with it received (shadowsync send, service, broker), %d samples: %s\n", len(reportPart), stats(reportPart))
+		fmt.Fprintf(&o.detail, "  agent queues the report → document with it received (shadowsync send, service, broker), %d samples: %s\n", len(reportPart), stats(reportPart))
 	}
-	return write, delta, cleared, nil
+	return write, delta, toWrite, cleared, nil
 }
 
 // processPhase starts `agent sim --cloud` on cfgPath and measures start-up,
 // RSS and CPU.
-func processPhase(ctx context.Context, addr, bin, cfgPath, name, sensor string, o options) error {
+func processPhase(ctx context.Context, addr, bin, cfgPath, name, sensor string, o *options) error {
 	firstReport := make(chan time.Time, 1)
 	var cl paho.Client
 	if sensor != "" {
