@@ -60,13 +60,14 @@ for arch in $ARCHS; do
     # shellcheck disable=SC2086
     build $envs go test -c -tags hil -trimpath -o "$I/tests/$name-periph.test" ./hal/periph
   done
-  build "${goenv[@]}" go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$I/bin/agent" ./cmd/agent
+  build "${goenv[@]}" go build -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$(git rev-parse --short HEAD)" -o "$I/bin/agent" ./cmd/agent
   echo "hil[$arch]: test binaries and agent built in $(since "$t") s"
 
   t=$(now)
   cp "$ROOT/bin/busybox" "$I/bin/busybox"
   cp scripts/hil/init "$I/init"
-  cp scripts/hil/agent-scenario.sh "$I/agent-scenario.sh" 2>/dev/null || true
+  cp scripts/hil/agent-scenario.sh "$I/agent-scenario.sh"
+  mkdir -p "$I/etc/pinshadow"; cp scripts/hil/agent.yaml "$I/etc/pinshadow/config.yaml"
   go run ./hil/fixture/gen -bus 1 > "$I/fixture.sh"
   cp "$MODULES"/*.ko "$I/lib/modules/"
   cp "$ROOT/lib/modules/$KVER/kernel/fs/configfs/configfs.ko" "$ROOT/lib/modules/$KVER/kernel/drivers/i2c/i2c-dev.ko" "$I/lib/modules/"
