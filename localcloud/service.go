@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
 )
@@ -18,6 +19,7 @@ const (
 	shardQueueDepth     = 256
 	maxCommitBatch      = 8192
 	publishBatchBacklog = 4
+	commitInterval      = 2 * time.Millisecond
 )
 
 // publisher sends one response message to the broker at QoS 1.
@@ -298,7 +300,18 @@ func (s *service) publishOutcome(o *outcome) {
 func (s *service) committer() {
 	defer s.wg.Done()
 	defer close(s.publishCh)
+	var last time.Time
+	pace := time.NewTimer(0)
+	defer pace.Stop()
 	for first := range s.commitCh {
+		// Pace commits: at most one per commitInterval, so that under load
+		// each fsync carries a batch instead of one or two updates (every
+		// commit rewrites at least three pages).
+		if wait := commitInterval - time.Since(last); wait > 0 {
+			pace.Reset(wait)
+			<-pace.C
+		}
+		last = time.Now()
 		batch := []*outcome{first}
 	drain:
 		for len(batch) < maxCommitBatch {

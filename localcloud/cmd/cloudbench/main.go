@@ -42,8 +42,6 @@ import (
 	"syscall"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/pinshadow/pinshadow/localcloud"
 )
 
@@ -116,7 +114,7 @@ func run(c config) error {
 		return err
 	}
 	defer srv.Close()
-	addr := "tcp://" + srv.Endpoints()[0].Addr.String()
+	addr := srv.Endpoints()[0].Addr.String()
 
 	clients, err := connectAll(addr, c.things)
 	if err != nil {
@@ -124,7 +122,7 @@ func run(c config) error {
 	}
 	defer func() {
 		for _, cl := range clients {
-			cl.c.Disconnect(0)
+			cl.c.close()
 		}
 	}()
 
@@ -155,7 +153,7 @@ func run(c config) error {
 	}
 	report("shadow update→/accepted, saturation (1 outstanding per thing), "+durability, sat)
 	for _, cl := range clients {
-		cl.c.Disconnect(0)
+		cl.c.close()
 	}
 	clients = nil
 	if err := srv.Close(); err != nil {
@@ -185,7 +183,7 @@ func ratio(a, b time.Duration) float64 {
 
 // benchClient is one thing's connection.
 type benchClient struct {
-	c     paho.Client
+	c     *leanClient
 	thing string
 	// got receives latency samples of this client's answers.
 	got      chan sample
@@ -209,12 +207,12 @@ func connectAll(addr string, n int) ([]*benchClient, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			bc := &benchClient{thing: fmt.Sprintf("bench-%04d", i), got: make(chan sample, 64)}
-			handler := func(_ paho.Client, m paho.Message) {
+			handler := func(_ string, payload []byte) {
 				var d struct {
 					ClientToken string `json:"clientToken"`
 					Code        int    `json:"code"`
 				}
-				if err := json.Unmarshal(m.Payload(), &d); err != nil {
+				if err := json.Unmarshal(payload, &d); err != nil {
 					return
 				}
 				sent, err := strconv.ParseInt(d.ClientToken, 10, 64)
@@ -223,17 +221,16 @@ func connectAll(addr string, n int) ([]*benchClient, error) {
 				}
 				bc.got <- sample{time.Duration(time.Now().UnixNano() - sent), d.Code}
 			}
-			bc.c = paho.NewClient(paho.NewClientOptions().AddBroker(addr).SetClientID(bc.thing).
-				SetAutoReconnect(false).SetOrderMatters(true).SetWriteTimeout(10 * time.Second).
-				SetDefaultPublishHandler(func(paho.Client, paho.Message) {}))
-			if t := bc.c.Connect(); !t.WaitTimeout(30*time.Second) || t.Error() != nil {
-				errs <- fmt.Errorf("connect %s: %v", bc.thing, t.Error())
+			c, err := dialLean(addr, bc.thing, handler)
+			if err != nil {
+				errs <- fmt.Errorf("connect %s: %w", bc.thing, err)
 				return
 			}
+			bc.c = c
 			p := "$aws/things/" + bc.thing + "/shadow/update/"
-			t := bc.c.SubscribeMultiple(map[string]byte{p + "accepted": 1, p + "rejected": 1, "bench/raw/" + bc.thing: 1}, handler)
-			if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
-				errs <- fmt.Errorf("subscribe %s: %v", bc.thing, t.Error())
+			if err := c.subscribe(p+"accepted", p+"rejected", "bench/raw/"+bc.thing); err != nil {
+				c.close()
+				errs <- fmt.Errorf("subscribe %s: %w", bc.thing, err)
 				return
 			}
 			clients[i] = bc
@@ -242,6 +239,11 @@ func connectAll(addr string, n int) ([]*benchClient, error) {
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
+		for _, bc := range clients {
+			if bc != nil {
+				bc.c.close()
+			}
+		}
 		return nil, err
 	}
 	return clients, nil
@@ -258,6 +260,7 @@ const (
 type result struct {
 	stall    time.Duration // longest oversleep of a 1 ms ticker: scheduler or VM pauses
 	others   float64       // CPUs' worth used by other processes during the phase
+	written  int64         // bytes this process wrote to storage during the phase
 	lat      []time.Duration
 	ok       int
 	rejected int
@@ -273,10 +276,10 @@ func (r *result) p(q float64) time.Duration {
 }
 
 func report(name string, r *result) {
-	fmt.Printf("%s:\n  %d answered in %v = %.0f/s (rejected %d); latency p50 %v p90 %v p99 %v max %v\n  longest stall of a 1 ms sleeper %v; other processes used %.2f CPUs\n",
+	fmt.Printf("%s:\n  %d answered in %v = %.0f/s (rejected %d); latency p50 %v p90 %v p99 %v max %v\n  longest stall of a 1 ms sleeper %v; other processes used %.2f CPUs; disk writes %.1f MB/s\n",
 		name, r.ok, r.elapsed.Round(time.Millisecond), float64(r.ok)/r.elapsed.Seconds(), r.rejected,
 		r.p(50).Round(10*time.Microsecond), r.p(90).Round(10*time.Microsecond), r.p(99).Round(10*time.Microsecond), r.p(100).Round(10*time.Microsecond),
-		r.stall.Round(100*time.Microsecond), r.others)
+		r.stall.Round(100*time.Microsecond), r.others, float64(r.written)/1e6/r.elapsed.Seconds())
 }
 
 var seqs atomic.Int64
@@ -315,20 +318,15 @@ func phase(clients []*benchClient, c config, m mode, profile string) (*result, e
 			}()
 			send := func() bool {
 				now := time.Now().UnixNano()
-				var t paho.Token
+				var err error
 				if m == modeRaw {
-					t = bc.c.Publish("bench/raw/"+bc.thing, 1, false, fmt.Sprintf(`{"clientToken":"%d"}`, now))
+					err = bc.c.publish("bench/raw/"+bc.thing, fmt.Appendf(nil, `{"clientToken":"%d"}`, now))
 				} else {
-					t = bc.c.Publish("$aws/things/"+bc.thing+"/shadow/update", 1, false,
-						fmt.Sprintf(`{"state":{"reported":{"temperature":%.1f,"humidity":%d,"led":"on","seq":%d}},"clientToken":"%d"}`,
+					err = bc.c.publish("$aws/things/"+bc.thing+"/shadow/update",
+						fmt.Appendf(nil, `{"state":{"reported":{"temperature":%.1f,"humidity":%d,"led":"on","seq":%d}},"clientToken":"%d"}`,
 							20+rand.Float64()*5, 30+rand.IntN(40), seqs.Add(1), now))
 				}
-				select {
-				case <-t.Done():
-					return t.Error() == nil
-				case <-ctx.Done():
-					return false
-				}
+				return err == nil
 			}
 			if m == modeSaturate {
 				for ctx.Err() == nil {
@@ -376,6 +374,7 @@ func phase(clients []*benchClient, c config, m mode, profile string) (*result, e
 	}
 	measuring.Store(true)
 	sys0, self0 := cpuTimes()
+	w0 := writeBytes()
 	start := time.Now()
 	stallDone := make(chan time.Duration)
 	go func() {
@@ -391,6 +390,7 @@ func phase(clients []*benchClient, c config, m mode, profile string) (*result, e
 	measuring.Store(false)
 	res.elapsed = time.Since(start)
 	sys1, self1 := cpuTimes()
+	res.written = writeBytes() - w0
 	res.others = max(0, ((sys1-sys0)-(self1-self0)).Seconds()/res.elapsed.Seconds())
 	cancel()
 	wg.Wait()
@@ -427,32 +427,33 @@ func memory(c config) error {
 	if err := srv.Start(context.Background()); err != nil {
 		return err
 	}
-	addr := "tcp://" + srv.Endpoints()[0].Addr.String()
-	cl := paho.NewClient(paho.NewClientOptions().AddBroker(addr).SetClientID("mem").SetOrderMatters(true))
-	if t := cl.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		return fmt.Errorf("connect: %v", t.Error())
-	}
+	addr := srv.Endpoints()[0].Addr.String()
 	var n atomic.Int64
 	all := make(chan struct{})
-	t := cl.Subscribe("$aws/things/+/shadow/update/accepted", 1, func(paho.Client, paho.Message) {
+	cl, err := dialLean(addr, "mem", func(string, []byte) {
 		if n.Add(1) == int64(c.memShadows) {
 			close(all)
 		}
 	})
-	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		return fmt.Errorf("subscribe: %v", t.Error())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if err := cl.subscribe("$aws/things/+/shadow/update/accepted"); err != nil {
+		cl.close()
+		return fmt.Errorf("subscribe: %w", err)
 	}
 	before := heap()
 	for i := range c.memShadows {
-		cl.Publish(fmt.Sprintf("$aws/things/mem-%06d/shadow/update", i), 0, false,
-			fmt.Sprintf(`{"state":{"desired":{"led":"on","interval":30},"reported":{"temperature":21.5,"humidity":40,"led":"off","interval":30,"fw":"1.2.%d"}}}`, i%10))
+		cl.publish(fmt.Sprintf("$aws/things/mem-%06d/shadow/update", i),
+			fmt.Appendf(nil, `{"state":{"desired":{"led":"on","interval":30},"reported":{"temperature":21.5,"humidity":40,"led":"off","interval":30,"fw":"1.2.%d"}}}`, i%10))
 	}
 	select {
 	case <-all:
 	case <-time.After(60 * time.Second):
+		cl.close()
 		return fmt.Errorf("only %d of %d shadows accepted", n.Load(), c.memShadows)
 	}
-	cl.Disconnect(50)
+	cl.close()
 	after := heap()
 	fmt.Printf("memory: %d shadows (desired 2 keys, reported 5 keys) → heap +%.1f MiB = %d bytes per shadow (in memory, rate limiter off)\n",
 		c.memShadows, float64(after-before)/(1<<20), (after-before)/int64(c.memShadows))
@@ -484,6 +485,22 @@ func cpuTimes() (machine, self time.Duration) {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, self // USER_HZ = 100
+}
+
+// writeBytes is what this process caused to be written to storage
+// (/proc/self/io write_bytes).
+func writeBytes() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func heap() int64 {
