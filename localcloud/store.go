@@ -21,10 +21,11 @@ const DBFile = "shadows.db"
 // shadows written since the snapshot, keyed by an increasing sequence
 // number. Commits append to the journal: sequential keys dirty only the
 // right edge of its B+tree, so a group commit writes a few pages instead of
-// one random leaf per updated shadow (measured: ~10× less disk traffic at
-// 5,000 updates/s over 1,000 shadows). When the journal is long enough, a
-// commit also folds the latest version of every journaled shadow into the
-// snapshot and drops the journal.
+// one random leaf per updated shadow (cloudbench, 1,000 shadows at
+// saturation: 58 MB/s of writes with a Put per shadow, 12 MB/s with the
+// journal). When the journal is long enough, a commit also folds the
+// latest version of every journaled shadow into the snapshot and drops the
+// journal.
 var (
 	snapshotBucket = []byte("shadows")
 	journalBucket  = []byte("journal")
