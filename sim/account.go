@@ -12,6 +12,7 @@ import (
 
 	"github.com/pinshadow/pinshadow/agent"
 	"github.com/pinshadow/pinshadow/config"
+	"github.com/pinshadow/pinshadow/shadowsync/reconcile"
 )
 
 // Line kinds of the live account, in the order a desired change travels.
@@ -51,12 +52,14 @@ type Account struct {
 	quiet bool
 
 	desiredDev map[string]string   // shadow key (shadow\x00path) → device
+	patches    map[string]bool     // keys whose on_reject patches desired
 	devKeys    map[string][]string // device → shadow keys it serves
 	sensorKeys map[string]bool
 
-	pending   map[string]*pend // desired changes not yet in sync
-	desired   map[string]any   // last desired value seen per key
-	lastFault map[string]string
+	pending      map[string]*pend // desired changes not yet in sync
+	desired      map[string]any   // last desired value seen per key
+	lastFault    map[string]string
+	rejectedKeys map[string]bool // keys rejected whose on_reject patch may follow
 
 	applied, rejected, cleared int
 	latencies                  []time.Duration
@@ -80,8 +83,8 @@ type AccountOptions struct {
 // NewAccount returns an account printing to w for the keys of cfg.
 func NewAccount(w io.Writer, cfg *config.Config, o AccountOptions) *Account {
 	a := &Account{w: w, start: o.Start, json: o.JSON, quiet: o.Quiet,
-		desiredDev: map[string]string{}, devKeys: map[string][]string{}, sensorKeys: map[string]bool{},
-		pending: map[string]*pend{}, desired: map[string]any{}, lastFault: map[string]string{}}
+		desiredDev: map[string]string{}, patches: map[string]bool{}, devKeys: map[string][]string{}, sensorKeys: map[string]bool{},
+		pending: map[string]*pend{}, desired: map[string]any{}, lastFault: map[string]string{}, rejectedKeys: map[string]bool{}}
 	if a.start.IsZero() {
 		a.start = time.Now()
 	}
@@ -89,6 +92,7 @@ func NewAccount(w io.Writer, cfg *config.Config, o AccountOptions) *Account {
 	for _, k := range spec.Desired {
 		id := pkey(k.Key.Shadow, k.Key.Path)
 		a.desiredDev[id] = k.Device
+		a.patches[id] = k.OnReject != reconcile.Keep
 		a.devKeys[k.Device] = append(a.devKeys[k.Device], id)
 	}
 	for _, k := range spec.Reported {
@@ -217,10 +221,19 @@ func (a *Account) Document(shadow string, d Documents, mine bool) {
 	changedD := diff(prevD, curD)
 	if len(changedD) > 0 && !mine {
 		patch := map[string]any{}
+		who := "the agent's on_reject"
 		for _, k := range changedD {
 			patch[k] = curD[k]
+			if !a.rejectedKeys[pkey(shadow, k)] {
+				who = "another client"
+			}
 		}
-		a.line(d.Received, KindDesired, fmt.Sprintf("%s (v%d, from another client)", formatFlat(patch, changedD), v),
+		if who != "another client" {
+			for _, k := range changedD {
+				delete(a.rejectedKeys, pkey(shadow, k))
+			}
+		}
+		a.line(d.Received, KindDesired, fmt.Sprintf("%s (v%d, from %s)", formatFlat(patch, changedD), v, who),
 			map[string]any{"shadow": shadow, "desired": patch, "version": v})
 	}
 	for _, k := range changedD {
@@ -311,6 +324,9 @@ func (a *Account) Agent(e agent.Event) {
 	switch e.Kind {
 	case agent.EventReject:
 		a.rejected++
+		if a.patches[id] {
+			a.rejectedKeys[id] = true
+		}
 		val := ""
 		if v, ok := a.desired[id]; ok {
 			val = "=" + jsonText(v)

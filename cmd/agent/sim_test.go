@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pinshadow/pinshadow/localcloud"
 )
 
 // simOut collects a simulation's stdout and lets a test wait for a line.
@@ -82,13 +85,13 @@ func TestSimDefaultScenarioRunsToCompletion(t *testing.T) {
 		`in-sync +heater=true: delta cleared [\d.]+ ms after desired`,
 		`desired +fan=150`,
 		`rejected +fan=150 not applied, hardware untouched: fan: 150 % is outside 0…100 %`,
-		`on_reject +the agent sets desired fan=null`,
+		`desired +fan=null \(v\d+, from the agent's on_reject\)`,
 		`report +button=true`,
 		`desired +fan=40 heater=false`,
 		`pwm +fan GPIO18 → 40 % at 25 kHz +\[[\d.]+ ms after desired\]`,
 		`in-sync +fan=40: delta cleared [\d.]+ ms after desired`,
 		`rejected +heater=true not applied, hardware untouched: heater: interlock "climate_control"`,
-		`on_reject +the agent sets desired heater=false`,
+		`desired +heater=false \(v\d+, from the agent's on_reject\)`,
 		`fault +temperature: .*not acknowledged`,
 		`report +.*temperature=null`,
 		`report +.*temperature=\d`, // recovered after the fault
@@ -206,5 +209,79 @@ func TestSimListenLetsAgentShadowUpdateDriveTheHardware(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d after Ctrl-C, want 0; stderr:\n%s", code, errOut.String())
+	}
+}
+
+// --cloud uses a cloud that is already running; --quiet --json print only
+// the essential lines, each a JSON object.
+func TestSimAgainstARunningCloudQuietJSON(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := localcloud.DefaultOptions()
+	o.Listen = "127.0.0.1:0"
+	srv, err := localcloud.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Endpoints()[0].Addr.String()
+
+	dir := t.TempDir()
+	sc := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(sc, []byte("- {at: 0s, desired: {fan: 30}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := newSimOut()
+	var errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &env{stdout: out, stderr: &errOut}, []string{"sim", "--cloud", addr, "--scenario", sc, "--quiet", "--json"})
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if _, ok := out.wait(wctx, regexp.MustCompile(`"kind":"in-sync"`)); !ok {
+		cancel()
+		t.Fatalf("no in-sync line; exit %d\n%s\n%s", <-done, out.String(), errOut.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+	}
+	kinds := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", l, err)
+		}
+		kinds[m["kind"].(string)] = true
+		if m["kind"] == "cloud" && strings.HasPrefix(m["text"].(string), "using") && m["text"] != "using the cloud at "+addr {
+			t.Errorf("cloud line %q", m["text"])
+		}
+		if m["kind"] == "in-sync" && (m["key"] != "fan" || m["value"] != 30.0 || m["latency_ms"] == nil) {
+			t.Errorf("in-sync line %v", m)
+		}
+	}
+	for _, k := range []string{"cloud", "desired", "online", "in-sync", "summary"} {
+		if !kinds[k] {
+			t.Errorf("no %q line in:\n%s", k, out.String())
+		}
+	}
+	for _, k := range []string{"pin", "pwm", "report"} {
+		if kinds[k] {
+			t.Errorf("--quiet printed a %q line:\n%s", k, out.String())
+		}
+	}
+
+	// A broker restart needs the broker in process.
+	if err := os.WriteFile(sc, []byte("- {at: 1s, restart_broker: true}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, serr := runAgentCmd(t, "sim", "--cloud", addr, "--scenario", sc, "--duration", "1s")
+	if code != 2 || !strings.Contains(serr, "restart_broker needs the in-process cloud; drop --cloud or the step") {
+		t.Errorf("exit %d, stderr %q; want 2 and why", code, serr)
 	}
 }
