@@ -61,7 +61,7 @@ type Account struct {
 	lastFault    map[string]string
 	rejectedKeys map[string]bool // keys rejected whose on_reject patch may follow
 
-	applied, rejected, cleared int
+	rejected, cleared int
 	latencies                  []time.Duration
 }
 
@@ -342,10 +342,7 @@ func (a *Account) Agent(e agent.Event) {
 		}
 		a.line(t, KindOnReject, fmt.Sprintf("the agent sets desired %s", formatPatch(patch)), fields)
 	case agent.EventResult:
-		switch e.Status {
-		case "applied":
-			a.applied++
-		case "pending", "failsafe":
+		if e.Status == "pending" || e.Status == "failsafe" {
 			a.line(t, KindStatus, fmt.Sprintf("%s %s: %s", key, e.Status, e.Message), fields)
 		}
 	case agent.EventFault, agent.EventSensorError, agent.EventStateError:

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pinshadow/pinshadow/config"
-	"github.com/pinshadow/pinshadow/devices/ads1115"
 	"github.com/pinshadow/pinshadow/devices/gpio"
 	"github.com/pinshadow/pinshadow/devices/pwm"
 	"github.com/pinshadow/pinshadow/hal"
@@ -216,10 +215,7 @@ func (w *World) model(d config.Device) (fake.Device, fake.TemperatureSink) {
 		return c, nil
 	case "ads1115":
 		c := chips.NewADS1115()
-		w.soil = append(w.soil, c)
-		if o, ok := d.Options.(*ads1115.Options); ok {
-			_ = o // every input reads the probe; see setSoil
-		}
+		w.soil = append(w.soil, c) // every input reads the probe (setSoil)
 		return c, nil
 	case "ina219":
 		return chips.NewINA219(0.1), nil
