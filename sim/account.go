@@ -62,7 +62,7 @@ type Account struct {
 	rejectedKeys map[string]bool // keys rejected whose on_reject patch may follow
 
 	rejected, cleared int
-	latencies                  []time.Duration
+	latencies         []time.Duration
 }
 
 type pend struct {

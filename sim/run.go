@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -25,7 +26,8 @@ var ErrScenario = errors.New("sim: scenario does not fit")
 // Options configure Run.
 type Options struct {
 	// Config is the simulated device's configuration; its connection
-	// endpoint and state directory are replaced (see Listen, Cloud).
+	// endpoint (see Listen, Cloud), state directory and queue file are
+	// replaced by temporary ones.
 	Config *config.Config
 	// Scenario is what the cloud side does (nil: nothing).
 	Scenario *Scenario
@@ -89,6 +91,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer os.RemoveAll(stateDir)
 	cfg.StateDir = stateDir
+	if cfg.Connection.Queue.Path != "" {
+		// A file queue survives restarts; a simulation keeps it with its state.
+		cfg.Connection.Queue.Path = filepath.Join(stateDir, "queue.db")
+	}
+	o.World.SysRoot = filepath.Join(stateDir, "sysfs")
 
 	addr := o.Cloud
 	var restart func(context.Context) error
@@ -142,7 +149,7 @@ func Run(ctx context.Context, o Options) error {
 		defer actor.Close(context.WithoutCancel(ctx))
 	}
 
-	ag, err := agent.New(cfg, agent.Deps{HAL: world.HAL(), Endpoint: "tcp://" + addr,
+	ag, err := agent.New(cfg, agent.Deps{HAL: world.HAL(), SysRoot: o.World.SysRoot, Endpoint: "tcp://" + addr,
 		Logger: o.Logger.With("part", "agent"), Events: acct.Agent})
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)

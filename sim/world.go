@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pinshadow/pinshadow/config"
+	"github.com/pinshadow/pinshadow/devices/cputemp"
+	"github.com/pinshadow/pinshadow/devices/ds18b20"
 	"github.com/pinshadow/pinshadow/devices/gpio"
 	"github.com/pinshadow/pinshadow/devices/pwm"
 	"github.com/pinshadow/pinshadow/hal"
@@ -33,6 +37,11 @@ type WorldOptions struct {
 	SoilStart, SoilDrying float64
 	// Step is the physics time step (default 200 ms).
 	Step time.Duration
+	// SysRoot, if set, is a directory where NewWorld lays out the sysfs
+	// files the Linux-sysfs drivers read (give the agent the same
+	// directory as its SysRoot): the CPU's thermal zone, and a 1-wire
+	// thermometer that follows the room temperature.
+	SysRoot string
 	// OnChange is called for every output change the agent makes on the
 	// simulated hardware (from the agent's goroutine; it must not block).
 	OnChange func(Change)
@@ -167,6 +176,15 @@ func NewWorld(cfg *config.Config, o WorldOptions) (*World, error) {
 				tc.FanPWM = opt.Channel
 			}
 		}
+		if o.SysRoot != "" {
+			sink, err := w.sysfs(d)
+			if err != nil {
+				return nil, err
+			}
+			if sink != nil {
+				sinks = append(sinks, sink)
+			}
+		}
 		if d.Wiring.Bus == "" {
 			continue
 		}
@@ -225,6 +243,45 @@ func (w *World) model(d config.Device) (fake.Device, fake.TemperatureSink) {
 		return chips.NewPCA9685(), nil
 	}
 	return nil, nil
+}
+
+// sysfs lays out the files d's driver reads under WorldOptions.SysRoot.
+func (w *World) sysfs(d config.Device) (fake.TemperatureSink, error) {
+	var file, value string
+	var sink fake.TemperatureSink
+	switch o := d.Options.(type) {
+	case *cputemp.Options:
+		file = filepath.Join(w.opts.SysRoot, "sys/class/thermal", "thermal_zone"+strconv.Itoa(o.Zone), "temp")
+		value = "48312\n" // a Pi at rest, in millidegrees
+	case *ds18b20.Options:
+		id := o.ID
+		if id == "" {
+			id = "28-000000000001"
+		}
+		file = filepath.Join(w.opts.SysRoot, "sys/bus/w1/devices", id, "temperature")
+		sink = fileSink(file)
+		value = "16000\n"
+	default:
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return nil, fmt.Errorf("sim: simulated sysfs for %s: %w", d.ID, err)
+	}
+	if err := os.WriteFile(file, []byte(value), 0o644); err != nil {
+		return nil, fmt.Errorf("sim: simulated sysfs for %s: %w", d.ID, err)
+	}
+	return sink, nil
+}
+
+// fileSink writes the temperature to a sysfs-style file in millidegrees.
+type fileSink string
+
+func (f fileSink) SetTemperature(c float64) {
+	// Written whole and renamed, so a reader never sees half a number.
+	tmp := string(f) + ".tmp"
+	if os.WriteFile(tmp, []byte(strconv.Itoa(int(math.Round(c*1000)))+"\n"), 0o644) == nil {
+		_ = os.Rename(tmp, string(f))
+	}
 }
 
 // HAL returns the simulated hardware for the agent. Output changes made
