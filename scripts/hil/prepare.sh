@@ -45,6 +45,14 @@ for p in "${pkgs[@]}"; do [ -f "$DEBS/$(debfile "$p")" ] || missing+=("$p"); don
 if [ ${#missing[@]} -gt 0 ]; then
   log "downloading ${missing[*]}"
   t0=$(date +%s)
+  # A private apt index with the arm64/armhf architectures, so the host's
+  # dpkg architectures (and its own apt-get update) stay as they are.
+  A=$CACHE/apt; mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+  printf 'APT::Architectures { "amd64"; "arm64"; "armhf"; };\nDir::State::Lists "%s/lists";\nDir::Cache "%s/cache";\n' "$A" "$A" > "$A/apt.conf"
+  export APT_CONFIG=$A/apt.conf
+  # bookworm-security's armhf index is sometimes mid-sync: the pinned
+  # packages are in bookworm main, so an index error is not fatal.
+  apt-get update -qq >&2 2>/dev/null || log "apt-get update reported errors (continuing: the packages are checked by sha256)"
   # apt's sandbox user cannot write into the cache; download in a temp dir.
   tmp=$(mktemp -d); chmod 777 "$tmp"
   (cd "$tmp" && apt-get download -q "${missing[@]}" >&2)

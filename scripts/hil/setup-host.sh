@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the host tools the HIL VM and the cross-arch tests need, only
 # when something is missing (a fresh CI machine has Go, gcc and git).
-# Adds the arm64/armhf dpkg architectures so `apt-get download` can fetch
-# the guest's packages; nothing for those architectures is installed.
+# The guest's arm64/armhf packages are fetched by prepare.sh with a private
+# apt index (.cache/hil/apt): the host's dpkg architectures stay untouched.
 set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 need=()
@@ -20,17 +20,8 @@ have qemu-arm-static || need+=(qemu-user-static)
   have arm-linux-gnueabihf-gcc-12 || need+=(gcc-12-arm-linux-gnueabihf)
   [ -e /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || need+=(libc6-armhf-cross)
 }
-archs=$(dpkg --print-foreign-architectures)
-added=0
-for a in arm64 armhf; do
-  if ! grep -qx "$a" <<<"$archs"; then $SUDO dpkg --add-architecture "$a"; added=1; fi
-done
-if [ ${#need[@]} -gt 0 ] || [ $added = 1 ]; then
-  echo "== installing ${need[*]:-(apt index for arm64/armhf)}"
-  # The security mirror's armhf index is sometimes mid-sync; the pinned
-  # packages come from bookworm main, so an index error is not fatal here.
-  $SUDO apt-get update -qq || echo "apt-get update reported errors (continuing: the pinned packages are checked by sha256)"
-  if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
