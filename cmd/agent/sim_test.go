@@ -285,3 +285,26 @@ func TestSimAgainstARunningCloudQuietJSON(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 2 and why", code, serr)
 	}
 }
+
+func TestSimBadConfigAndFlagsExit2(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(bad, []byte("thing: t\ndevices:\n  - {id: heater, driver: rely, pin: GPIO17}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runAgentCmd(t, "sim", "--config", bad, "--duration", "1s")
+	if code != 2 || !strings.Contains(errOut, bad+`:3:26: device "heater": unknown driver "rely"`) || !strings.Contains(errOut, "3 problems in "+bad) {
+		t.Errorf("exit %d, stderr:\n%s\nwant 2 and the problem with its position", code, errOut)
+	}
+	if out != "" {
+		t.Errorf("nothing should run; stdout:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"sim", "--listen", "127.0.0.1:0", "--cloud", "127.0.0.1:1883"},
+		{"sim", "--duration", "-1s"},
+		{"sim", "--scenario", filepath.Join(t.TempDir(), "missing.yaml")},
+	} {
+		if code, _, errOut := runAgentCmd(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2; stderr %q", args, code, errOut)
+		}
+	}
+}
