@@ -5,6 +5,7 @@
 #
 #   scripts/test.sh            default run (CI)
 #   FULL=1 scripts/test.sh     also the long soak/fuzz runs
+#   HIL=0 scripts/test.sh      without the hardware-in-the-loop VM
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -40,6 +41,23 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 12m ./...
+
+# ---- issue 6: ARM builds, cross-arch tests, hardware-in-the-loop VM ---------
+# (scripts/qemu-test.sh, scripts/cross-build.sh, scripts/hil.sh install what
+# they need: qemu-user-static, qemu-system-arm, cross gcc-12, cpio, kmod.)
+echo "== cross-arch tests under qemu-user (armv6, armv7, arm64)"
+bash scripts/qemu-test.sh
+
+echo "== cross-build and .deb packages (dist/)"
+bash scripts/cross-build.sh
+
+if [ "${HIL:-1}" = 0 ]; then
+  echo "== HIL VM SKIPPED (HIL=0)"
+else
+  echo "== hardware-in-the-loop VM (arm64, armhf)"
+  bash scripts/hil.sh
+fi
+# ---- end issue 6 --------------------------------------------------------------
 
 if [ "${FULL:-0}" = 1 ]; then
   echo "== fuzz (FULL=1)"
