@@ -111,6 +111,10 @@ type climateSink struct {
 	ambient func() float64
 }
 
+// simLogLimit bounds the fake HAL's op log: a simulation runs for hours,
+// and nothing in it reads more than the latest ops.
+const simLogLimit = 4096
+
 func (c climateSink) SetTemperature(t float64) {
 	c.chip.SetTemperature(t)
 	rh := 60 - 2.5*(t-c.ambient())
@@ -143,7 +147,7 @@ func NewWorld(cfg *config.Config, o WorldOptions) (*World, error) {
 	}
 	w := &World{
 		opts:   o,
-		fake:   fake.New(),
+		fake:   fake.New(fake.WithLogLimit(simLogLimit)),
 		byHAL:  map[string]config.Device{},
 		inputs: map[string]inputLine{},
 		i2c:    map[string]i2cDevice{},

@@ -22,13 +22,20 @@ type Option func(*config)
 type config struct {
 	clock Clock
 	seed  uint64
-	pins  map[string]bool // nil: any name
-	pwms  map[string]bool
-	buses map[string]bool
+	// logLimit bounds the op log (0: unbounded); see WithLogLimit.
+	logLimit int
+	pins     map[string]bool // nil: any name
+	pwms     map[string]bool
+	buses    map[string]bool
 }
 
 // WithClock injects the clock (default RealClock).
 func WithClock(c Clock) Option { return func(cfg *config) { cfg.clock = c } }
+
+// WithLogLimit keeps only about the newest n ops in the log (between n and
+// 2n), for long simulations; tests that inspect the whole history leave it
+// unbounded (the default). PhysicalHistory then covers the kept ops only.
+func WithLogLimit(n int) Option { return func(cfg *config) { cfg.logLimit = n } }
 
 // WithSeed seeds the random numbers behind rate-based fault injection
 // (default 1), so a failing run can be replayed exactly.
@@ -97,7 +104,7 @@ func New(opts ...Option) *HAL {
 	cfg := newConfig(opts)
 	return &HAL{
 		cfg:     cfg,
-		log:     newLog(cfg.clock),
+		log:     newLog(cfg.clock, cfg.logLimit),
 		done:    make(chan struct{}),
 		pins:    map[string]*pin{},
 		pwms:    map[string]*pwmChan{},

@@ -100,7 +100,7 @@ var _ i2c.BusCloser = (*Bus)(nil)
 // and WithSeed apply.
 func NewBus(name string, opts ...Option) *Bus {
 	cfg := newConfig(opts)
-	return newBus(busKey(name), cfg.clock, newLog(cfg.clock), cfg.seed)
+	return newBus(busKey(name), cfg.clock, newLog(cfg.clock, cfg.logLimit), cfg.seed)
 }
 
 func newBus(name string, clock Clock, log *Log, seed uint64) *Bus {

@@ -67,53 +67,64 @@ func (o Op) String() string {
 	return b.String()
 }
 
-// Log is the append-only, timestamped record of everything the fake did.
-// It is safe for concurrent use.
+// Log is the timestamped record of everything the fake did. It is safe
+// for concurrent use. By default it keeps every op (tests read all of
+// them); a long-running simulation bounds it with WithLogLimit, and then
+// only the newest ops are kept while Seq keeps counting.
 type Log struct {
 	clock   Clock
+	limit   int // 0: keep everything
 	mu      sync.Mutex
+	base    int // Seq of ops[0]
 	ops     []Op
 	changed chan struct{}
 }
 
-func newLog(clock Clock) *Log {
-	return &Log{clock: clock, changed: make(chan struct{})}
+func newLog(clock Clock, limit int) *Log {
+	return &Log{clock: clock, limit: limit, changed: make(chan struct{})}
 }
 
 func (l *Log) add(op Op) {
 	op.Time = l.clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	op.Seq = len(l.ops)
+	op.Seq = l.base + len(l.ops)
 	l.ops = append(l.ops, op)
+	if l.limit > 0 && len(l.ops) > 2*l.limit {
+		// Drop the oldest in one go (amortised O(1) per op) into a fresh
+		// slice so the dropped ops' buffers can be collected.
+		drop := len(l.ops) - l.limit
+		l.ops = append(make([]Op, 0, 2*l.limit), l.ops[drop:]...)
+		l.base += drop
+	}
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
 
-// Ops returns a copy of the log.
+// Ops returns a copy of the ops kept.
 func (l *Log) Ops() []Op {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]Op(nil), l.ops...)
 }
 
-// Len returns the number of ops logged so far; use it as a mark and match
-// Seq >= mark to wait only for ops that happen afterwards.
+// Len returns the number of ops logged so far (kept or not); use it as a
+// mark and match Seq >= mark to wait only for ops that happen afterwards.
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.ops)
+	return l.base + len(l.ops)
 }
 
 // Wait returns the first op in the log (already logged or yet to come)
 // for which match returns true, or ctx's error.
 func (l *Log) Wait(ctx context.Context, match func(Op) bool) (Op, error) {
-	next := 0
+	next := 0 // Seq of the next op to look at
 	for {
 		l.mu.Lock()
-		for ; next < len(l.ops); next++ {
-			if match(l.ops[next]) {
-				op := l.ops[next]
+		next = max(next, l.base)
+		for ; next < l.base+len(l.ops); next++ {
+			if op := l.ops[next-l.base]; match(op) {
 				l.mu.Unlock()
 				return op, nil
 			}
