@@ -14,7 +14,7 @@ func TestDesiredChangeReachesHardwareAndIsReported(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 
 	// Boot values were applied: heater off (active low: the wire is high).
 	if high, ok := r.hal.Physical("pinctrl-bcm2711/17"); !ok || !high {
@@ -46,7 +46,7 @@ func TestInvalidDesiredLeavesHardwareAlone(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 
 	m := r.rec.mark()
 	app.desire(t, `{"heater": true}`)
@@ -111,7 +111,7 @@ func TestSensorDeadbandAndHeartbeat(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 
 	reportedTemp := func(e Event) (float64, bool) {
 		p, _ := e.Value.(map[string]any)

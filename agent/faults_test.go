@@ -16,7 +16,7 @@ func TestI2CNACKsPutSensorInErrorAndRecover(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	tick := func(d time.Duration) {
 		m := r.rec.mark()
 		r.clock.Advance(d)
@@ -77,7 +77,7 @@ func TestButtonPressReportedFromWatcher(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	m := r.rec.mark()
 	// Pull-up, active low: pressing pulls the line low.
 	if err := r.hal.SetInput("pinctrl-bcm2711/27", false); err != nil {
@@ -96,7 +96,7 @@ func TestReloadAcceptsCompatibleRefusesUnsafe(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 
 	bad := strings.Replace(greenhouse, "pin: GPIO23", "pin: GPIO24", 1)
 	err := r.ag.Reload(parseConfig(t, bad, r.dir))

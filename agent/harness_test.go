@@ -3,11 +3,13 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -155,13 +157,20 @@ func newApp(t *testing.T, c *cloud, thing string) *app {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{ic: ic, sc: sc, sh: sh}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		sc.Close(ctx)
-		ic.Close(ctx)
-	})
+	return &app{ic: ic, sc: sc, sh: sh}
+}
+
+func (a *app) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	a.sc.Close(ctx)
+	a.ic.Close(ctx)
+}
+
+// newApp connects a cloud-side client for thing; the rig closes it.
+func (r *rig) newApp(thing string) *app {
+	a := newApp(r.t, r.cloud, thing)
+	r.closers = append(r.closers, a.close)
 	return a
 }
 
@@ -191,6 +200,9 @@ func (a *app) doc(t *testing.T) *shadowsync.Document {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	d, err := a.sh.Get(ctx)
+	if errors.Is(err, shadowsync.ErrNotFound) {
+		return &shadowsync.Document{Raw: []byte("(no shadow yet)")}
+	}
 	if err != nil {
 		t.Fatalf("get shadow: %v", err)
 	}
@@ -207,23 +219,21 @@ func (a *app) waitDoc(t *testing.T, what string, ok func(d *shadowsync.Document)
 		if ok(d) {
 			return d
 		}
-		// Wait for the next update of this shadow instead of sleeping.
-		a.nextUpdate(deadline)
+		// Wait for a version newer than the one just read instead of sleeping.
+		a.nextUpdate(d.Version, deadline)
 	}
 	t.Fatalf("shadow never reached %s; last document: %s", what, d.Raw)
 	return nil
 }
 
-// nextUpdate returns after the shadow's version moves past the current one
-// (seen through the mirror, which follows update/accepted broadcasts) or the
-// deadline.
-func (a *app) nextUpdate(deadline time.Time) {
-	v := a.sh.Mirror().Version
+// nextUpdate returns once the shadow's version is past v (seen through the
+// mirror, which follows update/accepted broadcasts) or at the deadline.
+func (a *app) nextUpdate(v int64, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond) // polling the in-memory mirror, not synchronising on time
 	defer tick.Stop()
-	for a.sh.Mirror().Version == v {
+	for a.sh.Mirror().Version <= v {
 		select {
 		case <-ctx.Done():
 			return
@@ -306,7 +316,10 @@ type rig struct {
 	clock *fake.FakeClock
 	dir   string
 	link  *link // nil: the agent connects to the cloud directly
-	rec   *recorder
+	// closers run at teardown, after the cloud has stopped (apps,
+	// subscribers).
+	closers []func()
+	rec     *recorder
 	ag    *Agent
 	stop  context.CancelCauseFunc
 	done  chan error
@@ -323,7 +336,35 @@ func newRig(t *testing.T) *rig {
 	bme.SetHumidity(50)
 	bme.SetPressure(101325)
 	h.Bus("1").Attach(0x76, bme)
-	return &rig{t: t, cloud: startCloud(t), hal: h, bme: bme, clock: clk, dir: t.TempDir()}
+	r := &rig{t: t, cloud: startCloud(t), hal: h, bme: bme, clock: clk, dir: t.TempDir()}
+	t.Cleanup(r.teardown)
+	return r
+}
+
+// teardown stops the cloud first, while every client is steadily
+// connected, then the clients and the agent. (mochi v2.7.9 can deadlock in
+// Server.Close when a client detaches at that moment: Clients.GetByListener
+// takes a read lock twice, and the detach's write lock waits between them.)
+func (r *rig) teardown() {
+	if r.t.Failed() && os.Getenv("AGENT_TEST_STACKS") != "" {
+		buf := make([]byte, 1<<20)
+		os.WriteFile(os.Getenv("AGENT_TEST_STACKS"), buf[:runtime.Stack(buf, true)], 0o644)
+	}
+	if r.t.Failed() && r.stop != nil {
+		b, _ := json.MarshalIndent(r.ag.Status(), "", " ")
+		r.t.Logf("agent status at failure:\n%s", b)
+	}
+	r.cloud.stop()
+	for _, c := range r.closers {
+		c()
+	}
+	if r.link != nil {
+		r.link.close()
+	}
+	r.halt(ErrHardStop)
+	if r.t.Failed() && r.rec != nil {
+		r.t.Logf("agent events:\n%s", r.rec.dump(0))
+	}
 }
 
 func (r *rig) start(yaml string) *Agent {
@@ -344,7 +385,6 @@ func (r *rig) start(yaml string) *Agent {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	r.ag, r.stop, r.done = ag, cancel, make(chan error, 1)
 	go func() { r.done <- ag.Run(ctx) }()
-	r.t.Cleanup(func() { r.halt(nil) })
 	return ag
 }
 
@@ -413,6 +453,7 @@ type link struct {
 	wg      sync.WaitGroup
 }
 
+// newLink starts a link to target; the rig closes it at teardown.
 func newLink(t *testing.T, target string) *link {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -421,7 +462,6 @@ func newLink(t *testing.T, target string) *link {
 	l := &link{ln: ln, target: target, conns: map[net.Conn]bool{}}
 	l.wg.Add(1)
 	go l.accept()
-	t.Cleanup(l.close)
 	return l
 }
 

@@ -28,7 +28,7 @@ func TestOfflineChangesAppliedOnceOnReconnect(t *testing.T) {
 	r.link = newLink(t, r.cloud.addr)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	app.desire(t, `{"heater": true}`)
 	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
 
@@ -61,7 +61,7 @@ func TestFailsafeAfterOfflineAndRecovery(t *testing.T) {
 	r.link = newLink(t, r.cloud.addr)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	app.desire(t, `{"heater": true}`)
 	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
 

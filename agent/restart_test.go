@@ -16,7 +16,7 @@ func TestCrashAndRestartCostsNoToggles(t *testing.T) {
 	r := newRig(t)
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	app.desire(t, `{"heater": true, "fan": 60}`)
 	app.waitDoc(t, "applied", func(d *shadowsync.Document) bool {
 		f, _ := num(d.Reported["fan"])
@@ -57,7 +57,7 @@ func TestCorruptStateFileStartsFromBoot(t *testing.T) {
 		return e.Kind == EventStateError && strings.Contains(e.Message, "corrupt")
 	})
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	app.desire(t, `{"heater": true}`)
 	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
 	b, err := os.ReadFile(path)
@@ -79,7 +79,7 @@ func TestUnwritableStateDirKeepsRunning(t *testing.T) {
 	r.dir = filepath.Join(blocker, "state")
 	r.start(greenhouse)
 	r.ready()
-	app := newApp(t, r.cloud, "gh1")
+	app := r.newApp("gh1")
 	app.desire(t, `{"heater": true}`)
 	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
 	if st := r.ag.Status(); st.StateError == "" {

@@ -465,15 +465,28 @@ func (r *runner) readOutputs(ctx context.Context) {
 func (r *runner) loop(ctx, ictx context.Context) {
 	a := r.a
 	r.beat()
+	// The next heartbeat is fixed when an iteration ends, before its event
+	// is emitted: a clock that moves while the loop is between iterations
+	// (a test advancing a fake clock on that event) then cannot push it back.
+	beatAt := a.clock.Now().Add(a.deps.Heartbeat)
 	for {
 		now := a.clock.Now()
-		next := now.Add(a.deps.Heartbeat)
+		next := beatAt
 		for _, t := range []time.Time{r.wake, r.sensors.Next(), r.failsafeDue(now)} {
 			if !t.IsZero() && t.Before(next) {
 				next = t
 			}
 		}
 		tc, stop := a.clock.NewTimer(next.Sub(now))
+		if !a.clock.Now().Before(next) {
+			// The clock moved past next while the timer was being made (a
+			// fake clock advanced by a test between Now and NewTimer): the
+			// timer would fire late by that much, so fire now.
+			stop()
+			c := make(chan time.Time, 1)
+			c <- next
+			tc = c
+		}
 		why := ""
 		select {
 		case <-ctx.Done():
@@ -514,6 +527,7 @@ func (r *runner) loop(ctx, ictx context.Context) {
 		r.reconcile(ctx, why)
 		r.publishStatus()
 		r.beat()
+		beatAt = a.clock.Now().Add(a.deps.Heartbeat)
 		a.emit(Event{Kind: EventIteration, Message: why})
 	}
 }
