@@ -320,9 +320,9 @@ type rig struct {
 	// subscribers).
 	closers []func()
 	rec     *recorder
-	ag    *Agent
-	stop  context.CancelCauseFunc
-	done  chan error
+	ag      *Agent
+	stop    context.CancelCauseFunc
+	done    chan error
 }
 
 var t0 = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
