@@ -8,8 +8,9 @@
 #
 #   scripts/hil.sh                 both architectures (HIL_ARCHS="arm64 armhf")
 #   HIL_ARCHS=arm64 scripts/hil.sh one
-#   HIL_BREAK=bme280 scripts/hil.sh   make one check expect the wrong value
-#                                     (shows it can fail; names in the tests)
+#   HIL_BREAK=bme280,edge-true scripts/hil.sh   invert those checks (names
+#                                  in the tests; "all" inverts every one):
+#                                  shows each check can fail
 #   HIL=0                          skip (test.sh honours it)
 #
 # Caches in .cache/hil/ (downloads, unpacked kernel, modules, logs). Exits

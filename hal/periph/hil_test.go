@@ -68,17 +68,31 @@ var (
 	busName   = fixture.Line(fixture.EnvI2C, "1")
 )
 
-// want is the single place a HIL check compares; PINSHADOW_HIL_BREAK=name
-// inverts the expectation of that check, to show each one can fail.
+// want is the single place a HIL check compares. PINSHADOW_HIL_BREAK, a
+// comma-separated list of check names (or "all"), inverts those checks to
+// show each one can fail (scripts/hil.sh HIL_BREAK=…).
 func want[T comparable](t *testing.T, check string, got, w T) {
 	t.Helper()
-	if os.Getenv("PINSHADOW_HIL_BREAK") == check {
-		t.Errorf("%s: PINSHADOW_HIL_BREAK set: expecting anything but %v", check, w)
+	if broken(check) {
+		// Inverted: fails exactly when the real check would pass, so a
+		// failure here shows the value was really observed and compared.
+		if got == w {
+			t.Errorf("%s: got %v, the value the check wants (inverted by PINSHADOW_HIL_BREAK)", check, got)
+		}
 		return
 	}
 	if got != w {
 		t.Errorf("%s: got %v, want %v", check, got, w)
 	}
+}
+
+func broken(check string) bool {
+	for _, b := range strings.Split(os.Getenv("PINSHADOW_HIL_BREAK"), ",") {
+		if b == check || b == "all" {
+			return true
+		}
+	}
+	return false
 }
 
 func TestHILOutputLevelsSeenOnTheLine(t *testing.T) {

@@ -5,7 +5,8 @@
 #   a desired relay=true/false reaches GPIO17's simulated line;
 #   pressing the button (GPIO23 pulled low) is reported as button=true;
 #   the BME280's datasheet reading is reported (temperature 25.08).
-# Exit status 0 = pass. PINSHADOW_HIL_BREAK=agent expects the wrong level.
+# Exit status 0 = pass. PINSHADOW_HIL_BREAK=agent (or all) expects the
+# wrong levels, to show the scenario can fail.
 set -u
 cfg=/sys/kernel/config/gpio-sim/pi
 sim=/sys/devices/platform/$(cat $cfg/dev_name)/$(cat $cfg/bank0/chip_name)
@@ -40,7 +41,7 @@ AGENT=$!
 trap 'kill $AGENT $CLOUD 2>/dev/null' EXIT
 
 on=1; off=0
-[ "${PINSHADOW_HIL_BREAK:-}" = agent ] && { on=0; off=1; }
+case ",${PINSHADOW_HIL_BREAK:-}," in *,agent,*|*,all,*) true ;; *) false ;; esac && { on=0; off=1; }
 
 until_ok 30 line_is 17 0 || fail "GPIO17 not driven low at boot (boot: false)"
 say "relay off at boot"
