@@ -127,5 +127,6 @@ go run ./cmd/agent validate --config scripts/deb/agent.yaml >/dev/null || fail "
 if command -v qemu-arm-static >/dev/null 2>&1; then
   qemu-arm-static -cpu arm1176 "$DIST/pinshadow-agent_linux_armv6" version | grep -q "$version" || fail "armv6 binary does not run on arm1176"
 fi
+scripts/deb/test-maintainer-scripts.sh || fail "maintainer scripts"
 (cd "$DIST" && sha256sum --quiet -c SHA256SUMS) || fail "SHA256SUMS"
-echo "== packages checked (dpkg-deb --info/--contents, conffile, scripts, ELF machine, arm1176 run)"
+echo "== packages checked (dpkg-deb --info/--contents, conffile, maintainer scripts against stubs, ELF machine, arm1176 run)"
