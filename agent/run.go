@@ -173,6 +173,7 @@ func (r *runner) start(ctx, ictx context.Context) error {
 
 	// Boot / restore before the shadow is known.
 	r.reconcile(ctx, "start")
+	r.publishStatus()
 
 	ic, err := iotConfig(r.cfg, a.deps.Endpoint)
 	if err != nil {
@@ -727,6 +728,7 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 	}
 	if !r.converged && len(r.shadows) > 0 && len(mirrors) == len(r.shadows) {
 		r.converged = true
+		r.publishStatus() // a status read on READY shows this convergence
 		a.log.Info("converged with the cloud", "thing", r.cfg.Thing, "why", why)
 		a.emit(Event{Kind: EventReady})
 		a.readyMu.Do(func() { close(a.ready) })
