@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,29 @@ func TestReloadAcceptsCompatibleRefusesUnsafe(t *testing.T) {
 	if msg, _ := status(d, "fan")["message"].(string); !strings.Contains(msg, "80") {
 		t.Errorf("rejection %q does not name the new range", msg)
 	}
+}
+
+// A device that cannot be opened at start (a GPIO chip not yet readable)
+// reports faults, the rest runs, and it is opened and driven once it
+// appears.
+func TestDeviceOpenedWhenItAppears(t *testing.T) {
+	r := newRig(t)
+	r.hal.SetError(coolerLine, errors.New("permission denied"))
+	r.start(greenhouse)
+	r.ready()
+	app := r.newApp("gh1")
+	app.desire(t, `{"cooler": true}`)
+	app.waitDoc(t, "cooler fault", func(d *shadowsync.Document) bool { return status(d, "cooler")["status"] == "fault" })
+	r.hal.SetError(coolerLine, nil)
+	m := r.rec.mark()
+	for i := 0; i < 10; i++ {
+		r.clock.Advance(5 * time.Second)
+		r.rec.waitFor(t, m, "iteration", kind(EventIteration))
+		if high, _ := r.hal.Physical(coolerLine); high {
+			break
+		}
+	}
+	app.waitDoc(t, "cooler applied once the line can be opened", func(d *shadowsync.Document) bool {
+		return d.Reported["cooler"] == true && status(d, "cooler")["status"] == "applied"
+	})
 }

@@ -35,6 +35,7 @@ type runner struct {
 	hal     hal.HAL
 	ownHAL  bool
 	buses   *devices.SharedBuses
+	env     devices.Env
 	devs    map[string]devices.Device
 	props   map[reconcile.Output]devices.Property
 	state   reconcile.State
@@ -68,7 +69,8 @@ type runner struct {
 	lastErr string
 	lastAt  time.Time
 
-	wg     sync.WaitGroup // goroutines the runner owns
+	wctx   context.Context // the runner's goroutines' context
+	wg     sync.WaitGroup  // goroutines the runner owns
 	cancel context.CancelFunc
 }
 
@@ -112,7 +114,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		stateOK: true,
 	}
 	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r.cancel = cancel
+	r.cancel, r.wctx = cancel, ictx
 	defer cancel()
 	err := r.start(ctx, ictx)
 	if err == nil {
@@ -161,10 +163,11 @@ func (r *runner) start(ctx, ictx context.Context) error {
 			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
 			r.fail(err)
 			a.emit(Event{Kind: EventFault, Device: d.ID, Message: err.Error()})
-			dev = brokenDevice{props: d.Properties, err: err}
+			dev = &brokenDevice{cfg: d, props: d.Properties, err: err, failures: 1, retryAt: now.Add(backoff().Delay(1))}
 		}
 		r.devs[d.ID] = dev
 	}
+	r.env = env
 	r.indexProps()
 
 	// What the outputs hold now.
@@ -473,7 +476,7 @@ func (r *runner) loop(ctx, ictx context.Context) {
 	for {
 		now := a.clock.Now()
 		next := beatAt
-		for _, t := range []time.Time{r.wake, r.sensors.Next(), r.failsafeDue(now)} {
+		for _, t := range []time.Time{r.wake, r.sensors.Next(), r.failsafeDue(now), r.nextReopen()} {
 			if !t.IsZero() && t.Before(next) {
 				next = t
 			}
@@ -524,6 +527,7 @@ func (r *runner) loop(ctx, ictx context.Context) {
 		case <-tc:
 			why = "timer"
 		}
+		r.reopen(ctx)
 		r.readSensors(ctx)
 		r.reconcile(ctx, why)
 		r.publishStatus()
@@ -1021,14 +1025,65 @@ func (r *runner) stop(ctx context.Context) {
 
 // brokenDevice stands in for a device that failed to open: every operation
 // fails with the open error, so its keys report faults and the rest runs.
+// The loop tries to open it again with backoff (reopen).
 type brokenDevice struct {
-	props []devices.Property
-	err   error
+	cfg      config.Device
+	props    []devices.Property
+	err      error
+	failures int
+	retryAt  time.Time
 }
 
-func (b brokenDevice) Properties() []devices.Property { return b.props }
-func (b brokenDevice) Read(context.Context) (devices.Readings, error) {
+func (b *brokenDevice) Properties() []devices.Property { return b.props }
+func (b *brokenDevice) Read(context.Context) (devices.Readings, error) {
 	return nil, b.err
 }
-func (b brokenDevice) Write(context.Context, string, devices.Value) error { return b.err }
-func (b brokenDevice) Close() error                                       { return nil }
+func (b *brokenDevice) Write(context.Context, string, devices.Value) error { return b.err }
+func (b *brokenDevice) Close() error                                       { return nil }
+
+// reopen tries again to open the devices that failed to (hardware that
+// appears late: a udev rule applied after start, a chip powered later).
+func (r *runner) reopen(ctx context.Context) {
+	now := r.a.clock.Now()
+	opened := false
+	for _, id := range sortedKeys(r.devs) {
+		b, ok := r.devs[id].(*brokenDevice)
+		if !ok || now.Before(b.retryAt) {
+			continue
+		}
+		dev, err := r.a.deps.Registry.Open(ctx, b.cfg.Driver, r.env, b.cfg.Options)
+		if err != nil {
+			b.failures++
+			b.err = fmt.Errorf("opening device %q (%s, %s): %w", id, b.cfg.Driver, b.cfg.Wiring, err)
+			b.retryAt = now.Add(backoff().Delay(b.failures))
+			continue
+		}
+		r.a.log.Info("device opened", "device", id, "attempts", b.failures+1)
+		r.devs[id] = dev
+		opened = true
+		if w, ok := dev.(devices.Watcher); ok {
+			for _, k := range r.spec.Reported {
+				if k.Device == id {
+					r.wg.Add(1)
+					go r.watch(r.wctx, id, w)
+					break
+				}
+			}
+		}
+	}
+	if opened {
+		r.indexProps()
+		r.readOutputs(ctx)
+	}
+}
+
+// nextReopen is when the next broken device is due for another try.
+func (r *runner) nextReopen() time.Time {
+	var t time.Time
+	for _, d := range r.devs {
+		if b, ok := d.(*brokenDevice); ok && (t.IsZero() || b.retryAt.Before(t)) {
+			t = b.retryAt
+		}
+	}
+	return t
+}
