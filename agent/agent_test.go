@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pinshadow/pinshadow/hal/fake"
+	"github.com/pinshadow/pinshadow/hal/fake/chips"
 	"github.com/pinshadow/pinshadow/shadowsync"
 )
 
@@ -163,4 +165,84 @@ func TestSensorDeadbandAndHeartbeat(t *testing.T) {
 	tick()
 	tick()
 	r.rec.waitFor(t, m, "heartbeat report", func(e Event) bool { _, ok := reportedTemp(e); return ok })
+}
+
+const pwmBoard = `
+thing: pb1
+board: pi4b
+state_dir: ${STATE}
+connection: {endpoint: 127.0.0.1, port: 1, transport: tcp}
+devices:
+  - id: board
+    driver: pca9685
+    bus: 1
+    address: 0x40
+    frequency: 1000
+    channels:
+      - {channel: 15, name: strip, kind: pwm}
+shadows:
+  - desired:
+      strip: {device: board, property: strip, unit: "%", boot: 0}
+`
+
+// A desired change reaches an I2C chip (PCA9685 registers written on the
+// bus) and what the chip reads back is reported.
+func TestDesiredChangeReachesI2CChip(t *testing.T) {
+	r := newRig(t)
+	chip := chips.NewPCA9685()
+	r.hal.Bus("1").Attach(0x40, chip)
+	r.start(pwmBoard)
+	r.ready()
+	app := r.newApp("pb1")
+	ops := len(r.hal.Bus("1").Log().Ops())
+	m := r.rec.mark()
+	app.desire(t, `{"strip": 25}`)
+	r.rec.waitFor(t, m, "strip write", func(e Event) bool { return e.Kind == EventWrite && e.Key == "strip" })
+	var wrote bool
+	for _, op := range r.hal.Bus("1").Log().Ops()[ops:] {
+		if op.Addr == 0x40 && len(op.W) > 1 {
+			wrote = true
+		}
+	}
+	if !wrote {
+		t.Error("no register write to the PCA9685 at 0x40 after desired strip 25")
+	}
+	app.waitDoc(t, "strip 25 reported, no delta", func(d *shadowsync.Document) bool {
+		f, _ := num(d.Reported["strip"])
+		return f == 25 && len(d.Delta) == 0 && status(d, "strip")["status"] == "applied"
+	})
+}
+
+// throttle: a value that changes on every read is reported at most once per
+// throttle period.
+func TestSensorThrottle(t *testing.T) {
+	r := newRig(t)
+	yaml := strings.Replace(greenhouse, "      pressed: {device: button, update_interval: 1m}\n",
+		"      pressed: {device: button, update_interval: 1m}\n      humidity: {device: climate, property: humidity, update_interval: 1s, filters: [{throttle: 5s}], round: 1}\n", 1)
+	r.start(yaml)
+	r.ready()
+	m := r.rec.mark()
+	var at []time.Time
+	for i := 0; i < 12; i++ {
+		r.bme.SetHumidity(40 + float64(i))
+		mi := r.rec.mark()
+		r.clock.Advance(time.Second)
+		r.rec.waitFor(t, mi, "humidity read", func(e Event) bool { return e.Kind == EventSensor && e.Key == "humidity" })
+		r.rec.waitFor(t, mi, "iteration", kind(EventIteration))
+	}
+	for _, e := range r.rec.since(m) {
+		if p, ok := e.Value.(map[string]any); ok && e.Kind == EventReported {
+			if _, has := p["humidity"]; has {
+				at = append(at, e.Time)
+			}
+		}
+	}
+	if len(at) < 2 || len(at) > 3 {
+		t.Fatalf("humidity reported %d times in 12 s of changes with throttle 5s, want 2–3: %v", len(at), at)
+	}
+	for i := 1; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d < 5*time.Second {
+			t.Errorf("two humidity reports %s apart, throttle is 5s", d)
+		}
+	}
 }

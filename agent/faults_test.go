@@ -49,6 +49,17 @@ func TestI2CNACKsPutSensorInErrorAndRecover(t *testing.T) {
 	app.desire(t, `{"heater": true}`)
 	r.rec.waitFor(t, m, "heater write", func(e Event) bool { return e.Kind == EventWrite && e.Key == "heater" })
 
+	// A failing sensor does not hold the others back: the button reports.
+	m = r.rec.mark()
+	if err := r.hal.SetInput("pinctrl-bcm2711/27", false); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(20 * time.Millisecond)
+	r.rec.waitFor(t, m, "button reading during the faults", func(e Event) bool {
+		return e.Kind == EventSensor && e.Key == "pressed" && e.Value == true
+	})
+	app.waitDoc(t, "pressed reported while the bus fails", func(d *shadowsync.Document) bool { return d.Reported["pressed"] == true })
+
 	r.hal.Bus("1").ClearFaults()
 	r.bme.SetTemperature(22)
 	for i := 0; i < 12; i++ { // backoff grows to at most a few seconds here
