@@ -84,6 +84,7 @@ func New(cfg *config.Config, deps Deps) (*Agent, error) {
 	}
 	a.snap = Status{Thing: cfg.Thing, Config: cfg.Files, StateFile: statePath(cfg)}
 	a.snap.Connection.Endpoint = endpointString(cfg, deps.Endpoint)
+	a.snap.Connection.State = iot.StateIdle.String()
 	return a, nil
 }
 

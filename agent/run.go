@@ -23,6 +23,15 @@ import (
 
 func backoff() filter.Backoff { return filter.Backoff{} }
 
+// mustJSON renders v for comparisons (map keys sorted by encoding/json).
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
 // runner is the state of one Run: owned by the loop goroutine, except what
 // is marked otherwise.
 type runner struct {
@@ -60,9 +69,10 @@ type runner struct {
 	telec   chan reconcile.Telemetry
 	patchIn map[string]bool
 
-	deltaAt   map[string]time.Time // when the last delta per shadow arrived
-	seen      map[string]int64     // mirror version last planned per shadow (-1: unknown)
-	converged bool
+	deltaAt     map[string]time.Time // when the last delta per shadow arrived
+	sentOutcome map[string]string    // last Outcome patch sent per shadow, with the mirror version
+	seen        map[string]int64     // mirror version last planned per shadow (-1: unknown)
+	converged   bool
 
 	keys    map[string]*KeyStatus
 	sens    map[string]*SensorStatus
@@ -99,19 +109,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer close(a.stopped)
 	defer a.running.Store(false)
 	r := &runner{
-		a:       a,
-		cfg:     a.Config(),
-		kick:    make(chan string, 16),
-		watchc:  make(chan watchMsg, 16),
-		patchc:  make(chan patchDone, 4),
-		telec:   make(chan reconcile.Telemetry, 256),
-		patchIn: map[string]bool{},
-		deltaAt: map[string]time.Time{},
-		seen:    map[string]int64{},
-		keys:    map[string]*KeyStatus{},
-		sens:    map[string]*SensorStatus{},
-		devs:    map[string]devices.Device{},
-		stateOK: true,
+		a:           a,
+		cfg:         a.Config(),
+		kick:        make(chan string, 16),
+		watchc:      make(chan watchMsg, 16),
+		patchc:      make(chan patchDone, 4),
+		telec:       make(chan reconcile.Telemetry, 256),
+		patchIn:     map[string]bool{},
+		deltaAt:     map[string]time.Time{},
+		sentOutcome: map[string]string{},
+		seen:        map[string]int64{},
+		keys:        map[string]*KeyStatus{},
+		sens:        map[string]*SensorStatus{},
+		devs:        map[string]devices.Device{},
+		stateOK:     true,
 	}
 	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel, r.wctx = cancel, ictx
@@ -713,6 +724,14 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 	r.results(rep.Results)
 	r.persist()
 	for _, name := range sortedKeys(rep.Reported) {
+		// Outcome diffs against the mirror, which lags our own reports (and
+		// does not move while offline): send a patch again only when it or
+		// the document changed, so a heartbeat does not repeat it.
+		key := fmt.Sprintf("%d|%s", mirrors[name].Version, mustJSON(rep.Reported[name]))
+		if r.sentOutcome[name] == key {
+			continue
+		}
+		r.sentOutcome[name] = key
 		r.report(name, rep.Reported[name])
 	}
 	for _, name := range sortedKeys(rep.Desired) {
