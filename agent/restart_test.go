@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pinshadow/pinshadow/shadowsync"
 )
@@ -84,5 +86,32 @@ func TestUnwritableStateDirKeepsRunning(t *testing.T) {
 	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true })
 	if st := r.ag.Status(); st.StateError == "" {
 		t.Error("status does not show the state file error")
+	}
+}
+
+// A normal stop sends the final report before disconnecting: once Run has
+// returned, the last reading is in the shadow.
+func TestStopSendsFinalReport(t *testing.T) {
+	r := newRig(t)
+	r.start(greenhouse)
+	r.ready()
+	app := r.newApp("gh1")
+	r.bme.SetTemperature(24)
+	m := r.rec.mark()
+	r.clock.Advance(time.Second)
+	r.rec.waitFor(t, m, "temperature report queued", func(e Event) bool {
+		p, _ := e.Value.(map[string]any)
+		_, has := p["temperature"]
+		return e.Kind == EventReported && has
+	})
+	if err := r.halt(context.Canceled); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	d := app.doc(t)
+	if f, _ := num(d.Reported["temperature"]); f != 24 {
+		t.Errorf("after a normal stop the shadow has temperature %v, want the last reading 24", d.Reported["temperature"])
+	}
+	if st := r.ag.Status(); st.Running || st.Connection.State != "closed" {
+		t.Errorf("status after stop: running %v, connection %q", st.Running, st.Connection.State)
 	}
 }
