@@ -20,6 +20,7 @@ const (
 	maxCommitBatch      = 8192
 	publishBatchBacklog = 4
 	commitInterval      = 2 * time.Millisecond
+	slowCommit          = 100 * time.Millisecond
 )
 
 // publisher sends one response message to the broker at QoS 1.
@@ -325,7 +326,12 @@ func (s *service) committer() {
 				break drain
 			}
 		}
-		if err := s.store.write(batch); err != nil {
+		t0 := time.Now()
+		err := s.store.write(batch)
+		if d := time.Since(t0); d > slowCommit {
+			s.log.Warn("slow shadow database commit", "duration", d.Round(time.Millisecond), "batch", len(batch), "file", s.store.path)
+		}
+		if err != nil {
 			// The in-memory state is now ahead of the disk: answer 500 and
 			// stop the server rather than serve state that may be lost.
 			s.log.Error("storing shadows failed; stopping", "error", err)

@@ -57,6 +57,7 @@ type config struct {
 	skipStart  bool
 	shards     int
 	memoryOnly bool
+	waitQuiet  time.Duration
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	flag.StringVar(&c.profPhase, "profile-phase", "offered", "phase to profile: raw, offered or saturation")
 	flag.IntVar(&c.shards, "shards", 0, "shard workers (0 = default)")
 	flag.BoolVar(&c.memoryOnly, "memory", false, "run the load phases without --data (no durability), for comparison")
+	flag.DurationVar(&c.waitQuiet, "wait-quiet", 0, "before each load phase wait up to this long for other processes to use < 0.2 CPUs (shared machines)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "cloudbench:", err)
@@ -360,6 +362,9 @@ func phase(clients []*benchClient, c config, m mode, profile string) (*result, e
 			}
 		}()
 	}
+	if c.waitQuiet > 0 {
+		waitQuiet(c.waitQuiet)
+	}
 	time.Sleep(c.warmup) // benchmark schedule, not synchronisation
 	if profile != "" {
 		f, err := os.Create(profile)
@@ -430,7 +435,11 @@ func memory(c config) error {
 	addr := srv.Endpoints()[0].Addr.String()
 	var n atomic.Int64
 	all := make(chan struct{})
+	// At most 500 requests outstanding: a flood would overrun the
+	// broker's per-client write queue (8,192) and drop answers.
+	window := make(chan struct{}, 500)
 	cl, err := dialLean(addr, "mem", func(string, []byte) {
+		<-window
 		if n.Add(1) == int64(c.memShadows) {
 			close(all)
 		}
@@ -444,6 +453,7 @@ func memory(c config) error {
 	}
 	before := heap()
 	for i := range c.memShadows {
+		window <- struct{}{}
 		cl.publish(fmt.Sprintf("$aws/things/mem-%06d/shadow/update", i),
 			fmt.Appendf(nil, `{"state":{"desired":{"led":"on","interval":30},"reported":{"temperature":21.5,"humidity":40,"led":"off","interval":30,"fw":"1.2.%d"}}}`, i%10))
 	}
@@ -485,6 +495,22 @@ func cpuTimes() (machine, self time.Duration) {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, self // USER_HZ = 100
+}
+
+// waitQuiet waits until other processes used less than 0.2 CPUs over two
+// seconds, or until limit has passed. The running load phase's own traffic
+// continues meanwhile (it is not measured yet).
+func waitQuiet(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		m0, s0 := cpuTimes()
+		time.Sleep(2 * time.Second)
+		m1, s1 := cpuTimes()
+		if others := ((m1 - m0) - (s1 - s0)).Seconds() / 2; others < 0.2 {
+			return
+		}
+	}
+	fmt.Println("  (machine did not get quiet within", limit, "- measuring anyway)")
 }
 
 // writeBytes is what this process caused to be written to storage
