@@ -64,6 +64,9 @@ func New(cfg *config.Config, deps Deps) (*Agent, error) {
 	if deps.Heartbeat <= 0 {
 		deps.Heartbeat = time.Second
 	}
+	if deps.FirstGetWait == 0 {
+		deps.FirstGetWait = 3 * time.Second
+	}
 	if deps.StopTimeout <= 0 {
 		deps.StopTimeout = 5 * time.Second
 	}

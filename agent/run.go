@@ -164,31 +164,6 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		r.stateError(err)
 	}
 	r.state = st
-	initial := r.initialLevels(now)
-
-	r.buses = devices.NewSharedBuses(r.hal)
-	env := devices.Env{Lines: r.hal, Buses: r.buses, SysRoot: a.deps.SysRoot}
-	for _, d := range r.cfg.Devices {
-		dev, err := a.deps.Registry.Open(ctx, d.Driver, env, withInitial(d.Options, initial[d.ID]))
-		if err != nil {
-			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
-			r.fail(err)
-			a.emit(Event{Kind: EventFault, Device: d.ID, Message: err.Error()})
-			dev = &brokenDevice{cfg: d, props: d.Properties, err: err, failures: 1, retryAt: now.Add(backoff().Delay(1))}
-		}
-		r.devs[d.ID] = dev
-	}
-	r.env = env
-	r.indexProps()
-
-	// What the outputs hold now.
-	r.obs = map[reconcile.Output]devices.Value{}
-	r.readOutputs(ctx)
-
-	// Boot / restore before the shadow is known.
-	r.reconcile(ctx, "start")
-	r.publishStatus()
-
 	ic, err := iotConfig(r.cfg, a.deps.Endpoint)
 	if err != nil {
 		return err
@@ -231,19 +206,104 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	r.wg.Add(2)
 	go r.connect(ictx)
 	go r.publishTelemetry(ictx)
+
+	// Wait a little for the shadows (bounded): the outputs can then be
+	// opened at the level desired asks for, instead of restoring the last
+	// applied value and switching again once the shadow arrives.
+	mirrors := r.awaitFirstGet(ctx)
+	initial := r.initialLevels(now, mirrors)
+
+	r.buses = devices.NewSharedBuses(r.hal)
+	env := devices.Env{Lines: r.hal, Buses: r.buses, SysRoot: a.deps.SysRoot}
+	for _, d := range r.cfg.Devices {
+		dev, err := a.deps.Registry.Open(ctx, d.Driver, env, withInitial(d.Options, initial[d.ID]))
+		if err != nil {
+			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
+			r.fail(err)
+			a.emit(Event{Kind: EventFault, Device: d.ID, Message: err.Error()})
+			dev = &brokenDevice{cfg: d, props: d.Properties, err: err, failures: 1, retryAt: now.Add(backoff().Delay(1))}
+		}
+		r.devs[d.ID] = dev
+	}
+	r.env = env
+	r.indexProps()
+
+	// What the outputs hold now.
+	r.obs = map[reconcile.Output]devices.Value{}
+	r.readOutputs(ctx)
+
+	// Boot / restore (or desired, when the shadow is already known).
+	r.reconcile(ctx, "start")
+	r.publishStatus()
+
 	r.startWatchers(ictx)
 	return nil
 }
 
-// initialLevels plans the start-up (boot or restored) value of every output
-// before the devices are opened, so a line can be opened at that level: a
-// restart after a crash then never drives a relay to its default first.
-func (r *runner) initialLevels(now time.Time) map[string]devices.Value {
-	d := reconcile.Plan(reconcile.Input{Spec: &r.spec, State: r.state, Now: now})
+// awaitFirstGet waits up to Deps.FirstGetWait for the connection and a get
+// of every shadow, and returns the mirrors known by then.
+func (r *runner) awaitFirstGet(ctx context.Context) map[string]reconcile.Shadow {
+	a := r.a
+	if a.deps.FirstGetWait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, a.deps.FirstGetWait)
+		defer cancel()
+	wait:
+		for !r.online {
+			select {
+			case <-wctx.Done():
+				break wait
+			case ev, ok := <-r.events:
+				if !ok {
+					break wait
+				}
+				switch ev.Type {
+				case iot.EventOnline:
+					r.online = true
+					a.log.Info("online", "endpoint", endpointString(r.cfg, a.deps.Endpoint))
+					a.emit(Event{Kind: EventOnline, Message: endpointString(r.cfg, a.deps.Endpoint)})
+				case iot.EventOffline, iot.EventConnectFailed:
+					if ev.Err != nil {
+						r.fail(fmt.Errorf("connection: %w", ev.Err))
+					}
+				}
+			}
+		}
+		if r.online {
+			for _, name := range sortedKeys(r.shadows) {
+				if _, err := r.shadows[name].Get(wctx); err != nil && !errors.Is(err, shadowsync.ErrNotFound) {
+					a.log.Warn("first get of the shadow failed; starting from restored values", "shadow", name, "err", err)
+				}
+			}
+		}
+	}
+	mirrors := map[string]reconcile.Shadow{}
+	for name, sh := range r.shadows {
+		if m := sh.Mirror(); m.Known {
+			mirrors[name] = reconcile.Shadow{Version: m.Version, Desired: m.Desired, Reported: m.Reported}
+		}
+	}
+	return mirrors
+}
+
+// initialLevels plans the start-up value of every output before the devices
+// are opened — desired when the shadow is known, else the restored or boot
+// value — so a line is opened at that level: a restart never drives a relay
+// to its default first.
+func (r *runner) initialLevels(now time.Time, mirrors map[string]reconcile.Shadow) map[string]devices.Value {
 	out := map[string]devices.Value{}
-	for _, w := range d.Writes {
-		if w.Value.Type() == devices.TypeBool && (w.Why == "boot" || w.Why == "restore") {
-			out[w.Output.Device] = w.Value
+	// The restored (or boot) level, then what the known shadows desire.
+	for _, in := range []reconcile.Input{
+		{Spec: &r.spec, State: r.state, Now: now},
+		{Spec: &r.spec, State: r.state, Now: now, Shadows: mirrors},
+	} {
+		if in.Shadows != nil && len(mirrors) == 0 {
+			continue
+		}
+		d := reconcile.Plan(in)
+		for _, w := range d.Writes {
+			if w.Value.Type() == devices.TypeBool {
+				out[w.Output.Device] = w.Value
+			}
 		}
 	}
 	return out

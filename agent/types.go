@@ -55,6 +55,10 @@ type Deps struct {
 	// Heartbeat is the longest the loop waits without an iteration, so its
 	// liveness is visible (default 1 s).
 	Heartbeat time.Duration
+	// FirstGetWait bounds how long start-up waits for the connection and a
+	// get of every shadow before opening the outputs (default 3 s; negative:
+	// do not wait, open at the restored or boot values at once).
+	FirstGetWait time.Duration
 	// StopTimeout bounds the final report and disconnect (default 5 s).
 	StopTimeout time.Duration
 	// Shadow configures the shadow client (timeouts, rate, retry waits);
