@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pinshadow/pinshadow/hal/fake"
 	"github.com/pinshadow/pinshadow/shadowsync"
 )
 
@@ -113,5 +114,31 @@ func TestStopSendsFinalReport(t *testing.T) {
 	}
 	if st := r.ag.Status(); st.Running || st.Connection.State != "closed" {
 		t.Errorf("status after stop: running %v, connection %q", st.Running, st.Connection.State)
+	}
+}
+
+// Desired changed while the agent was down and the hardware was reset (a
+// reboot): the output is opened straight at the new desired level — no
+// restore of the old value first, no toggle at all.
+func TestRestartAfterDesiredChangedWhileDown(t *testing.T) {
+	r := newRig(t)
+	r.start(greenhouse)
+	r.ready()
+	app := r.newApp("gh1")
+	app.desire(t, `{"heater": true}`)
+	app.waitDoc(t, "heater on", func(d *shadowsync.Document) bool { return d.Reported["heater"] == true && len(d.Delta) == 0 })
+	if err := r.halt(ErrHardStop); err != nil {
+		t.Fatal(err)
+	}
+	app.desire(t, `{"heater": false}`)
+
+	// A reboot: fresh hardware, same state directory.
+	r.hal = fake.New(fake.WithClock(r.clock))
+	r.hal.Bus("1").Attach(0x76, r.bme)
+	r.start(greenhouse)
+	r.ready()
+	app.waitDoc(t, "heater off reported", func(d *shadowsync.Document) bool { return d.Reported["heater"] == false && len(d.Delta) == 0 })
+	if h := r.hal.PhysicalHistory(heaterLine); len(h) != 1 || !h[0] {
+		t.Errorf("heater wire history after the restart %v, want only [true] (off, active low): opened at the desired level", h)
 	}
 }
