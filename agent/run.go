@@ -50,6 +50,7 @@ type runner struct {
 	state   reconcile.State
 	obs     map[reconcile.Output]devices.Value
 	wake    time.Time
+	beatAt  time.Time // the next heartbeat iteration
 	saved   []byte
 	stateOK bool
 
@@ -145,6 +146,9 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	a.snap.Started = now
 	a.mu.Unlock()
 	r.offlineSince = now
+	// Fixed before anything can signal READY: a test that advances a fake
+	// clock on READY must find the first heartbeat due.
+	r.beatAt = now.Add(a.deps.Heartbeat)
 	if err := r.setSpec(r.cfg); err != nil {
 		return err
 	}
@@ -232,7 +236,9 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	r.obs = map[reconcile.Output]devices.Value{}
 	r.readOutputs(ctx)
 
-	// Boot / restore (or desired, when the shadow is already known).
+	// Boot / restore (or desired, when the shadow is already known), with
+	// the first readings: one coalesced report.
+	r.readSensors(ctx)
 	r.reconcile(ctx, "start")
 	r.publishStatus()
 
@@ -543,10 +549,9 @@ func (r *runner) loop(ctx, ictx context.Context) {
 	// The next heartbeat is fixed when an iteration ends, before its event
 	// is emitted: a clock that moves while the loop is between iterations
 	// (a test advancing a fake clock on that event) then cannot push it back.
-	beatAt := a.clock.Now().Add(a.deps.Heartbeat)
 	for {
 		now := a.clock.Now()
-		next := beatAt
+		next := r.beatAt
 		for _, t := range []time.Time{r.wake, r.sensors.Next(), r.failsafeDue(now), r.nextReopen()} {
 			if !t.IsZero() && t.Before(next) {
 				next = t
@@ -603,7 +608,7 @@ func (r *runner) loop(ctx, ictx context.Context) {
 		r.reconcile(ctx, why)
 		r.publishStatus()
 		r.beat()
-		beatAt = a.clock.Now().Add(a.deps.Heartbeat)
+		r.beatAt = a.clock.Now().Add(a.deps.Heartbeat)
 		a.emit(Event{Kind: EventIteration, Message: why})
 	}
 }
