@@ -3,9 +3,11 @@
 //
 // New builds an Agent from a config.Config and Deps (the HAL, the driver
 // registry, an endpoint override, a clock, a logger, an event observer).
-// Run opens the devices, applies boot or restored values before the shadow is
-// known, connects (never giving up), gets each shadow, converges and reports,
-// then keeps one goroutine — the reconcile loop — owning every device and all
+// Run connects (never giving up) and waits briefly (Deps.FirstGetWait) for a
+// get of each shadow, opens the devices with each output at its start-up level
+// (desired when the shadow is known, else the restored or boot value, so a
+// restart costs no toggle), converges and sends one coalesced report, then
+// keeps one goroutine — the reconcile loop — owning every device and all
 // reconcile state. The loop selects on shadow deltas, mirror changes,
 // connection events (offline time drives failsafe values), the decision's
 // wake timer, the sensor read schedule, button/PIR watch events, reload
