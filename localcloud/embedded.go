@@ -34,6 +34,10 @@ type embedded struct {
 	srv       *mqtt.Server
 	endpoints []Endpoint
 	closers   []func() // listeners bound but not yet owned by mochi
+	// listenerIDs are the mochi listener ids and tracked the raw
+	// listeners under them, for shutdown (shutdown.go).
+	listenerIDs []string
+	tracked     []*trackingListener
 }
 
 // newEmbedded binds the listeners. Nothing runs until serve.
@@ -58,11 +62,13 @@ func newEmbedded(o *Options) (_ *embedded, err error) {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
 	if o.Listen != "" {
-		ln, err := net.Listen("tcp", o.Listen)
+		raw, err := net.Listen("tcp", o.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("mqtt listener: %w", err)
 		}
+		ln := e.track(raw)
 		e.closers = append(e.closers, func() { ln.Close() })
+		e.listenerIDs = append(e.listenerIDs, "mqtt")
 		if err := e.srv.AddListener(listeners.NewNet("mqtt", ln)); err != nil {
 			return nil, fmt.Errorf("mqtt listener %s: %w", ln.Addr(), err)
 		}
@@ -73,29 +79,41 @@ func newEmbedded(o *Options) (_ *embedded, err error) {
 		if err != nil {
 			return nil, err
 		}
-		ln, err := net.Listen("tcp", o.TLSListen)
+		raw, err := net.Listen("tcp", o.TLSListen)
 		if err != nil {
 			return nil, fmt.Errorf("mqtts listener: %w", err)
 		}
+		ln := e.track(raw)
 		e.closers = append(e.closers, func() { ln.Close() })
+		e.listenerIDs = append(e.listenerIDs, "mqtts")
 		if err := e.srv.AddListener(listeners.NewNet("mqtts", tls.NewListener(ln, cfg))); err != nil {
 			return nil, fmt.Errorf("mqtts listener %s: %w", ln.Addr(), err)
 		}
 		e.endpoints = append(e.endpoints, Endpoint{Name: "mqtts", Addr: ln.Addr()})
 	}
 	if o.WSListen != "" {
-		ln, err := net.Listen("tcp", o.WSListen)
+		raw, err := net.Listen("tcp", o.WSListen)
 		if err != nil {
 			return nil, fmt.Errorf("ws listener: %w", err)
 		}
+		ln := e.track(raw)
 		e.closers = append(e.closers, func() { ln.Close() })
 		ws := newWSListener("ws", ln)
+		e.listenerIDs = append(e.listenerIDs, "ws")
 		if err := e.srv.AddListener(ws); err != nil {
 			return nil, fmt.Errorf("ws listener %s: %w", ln.Addr(), err)
 		}
 		e.endpoints = append(e.endpoints, Endpoint{Name: "ws", Addr: ln.Addr()})
 	}
 	return e, nil
+}
+
+// track wraps a raw listener so shutdown can wait for its accepted
+// connections to reach mochi.
+func (e *embedded) track(ln net.Listener) net.Listener {
+	tl := newTrackingListener(ln)
+	e.tracked = append(e.tracked, tl)
+	return tl
 }
 
 // serverTLSConfig is mutual TLS as AWS IoT does it: TLS ≥ 1.2 and a client
@@ -152,7 +170,7 @@ func (e *embedded) close() {
 		c()
 	}
 	if e.closers == nil {
-		_ = e.srv.Close()
+		e.shutdown()
 	}
 }
 
