@@ -308,10 +308,7 @@ func TestHILLineHeldByAnotherProcess(t *testing.T) {
 	_, err = h.OpenOutput(ctx, outLine, hal.OutputConfig{})
 	t.Logf("open while held: %v", err)
 	want(t, "held-elsewhere-refused", err != nil, true)
-	knownBusy := err != nil && !errors.Is(err, hal.ErrBusy) && strings.Contains(err.Error(), "device or resource busy")
-	if !knownBusy {
-		want(t, "held-elsewhere-busy", errors.Is(err, hal.ErrBusy), true)
-	}
+	want(t, "held-elsewhere-busy", errors.Is(err, hal.ErrBusy), true)
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
@@ -321,13 +318,6 @@ func TestHILLineHeldByAnotherProcess(t *testing.T) {
 		t.Fatalf("after the other process exited: %v", err)
 	}
 	out.Close()
-	if knownBusy {
-		// Found by this test: periph formats the ioctl's errno with %v, so
-		// lineErr's errors.Is(err, EBUSY) misses it and the user is not
-		// told "busy". The refusal itself is checked above; this skip
-		// turns into a pass once lineErr also matches the text.
-		t.Skip("KNOWN ISSUE: hal/periph does not classify the kernel's EBUSY (text only) as hal.ErrBusy")
-	}
 }
 
 // TestHILHelperHoldLine is not a test: TestHILLineHeldByAnotherProcess runs

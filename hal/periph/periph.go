@@ -206,7 +206,8 @@ func findLine(name string) (gpio.PinIO, error) {
 
 // lineErr wraps an error from periph, mapping "line in use" to hal.ErrBusy.
 func lineErr(op, name string, err error) error {
-	if errors.Is(err, syscall.EBUSY) {
+	// periph's gpioioctl reports the kernel's EBUSY as text only.
+	if errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), syscall.EBUSY.Error()) {
 		return fmt.Errorf("periph: %s %q: %w: the kernel says another consumer holds the line (see gpioinfo): %v", op, name, hal.ErrBusy, err)
 	}
 	return fmt.Errorf("periph: %s %q: %w", op, name, err)
