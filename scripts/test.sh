@@ -59,7 +59,12 @@ else
 fi
 # ---- end issue 6 --------------------------------------------------------------
 
+# The default run executes every fuzz target's seed corpus (as plain tests);
+# FULL=1 also fuzzes each for FUZZTIME.
 if [ "${FULL:-0}" = 1 ]; then
-  echo "== fuzz (FULL=1)"
-  go test -run '^$' -fuzz '^FuzzUpdate$' -fuzztime "${FUZZTIME:-2m}" ./localcloud/shadow
+  for target in localcloud/shadow:FuzzUpdate config:FuzzLoad shadowsync/reconcile:FuzzPlan \
+                shadowsync/reconcile:FuzzSensors filter:FuzzChain; do
+    echo "== fuzz ${target#*:} in ./${target%%:*} for ${FUZZTIME:-2m} (FULL=1)"
+    go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-2m}" "./${target%%:*}"
+  done
 fi
