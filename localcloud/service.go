@@ -21,6 +21,7 @@ const (
 	publishBatchBacklog = 4
 	commitInterval      = 2 * time.Millisecond
 	slowCommit          = 100 * time.Millisecond
+	slowCommitReport    = 10 * time.Second
 )
 
 // publisher sends one response message to the broker at QoS 1.
@@ -301,7 +302,9 @@ func (s *service) publishOutcome(o *outcome) {
 func (s *service) committer() {
 	defer s.wg.Done()
 	defer close(s.publishCh)
-	var last time.Time
+	var last, lastSlowReport time.Time
+	var slow int
+	var slowest time.Duration
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	for first := range s.commitCh {
@@ -329,7 +332,13 @@ func (s *service) committer() {
 		t0 := time.Now()
 		err := s.store.write(batch)
 		if d := time.Since(t0); d > slowCommit {
-			s.log.Warn("slow shadow database commit", "duration", d.Round(time.Millisecond), "batch", len(batch), "file", s.store.path)
+			// At most one warning per slowCommitReport, with a count.
+			slow++
+			slowest = max(slowest, d)
+			if time.Since(lastSlowReport) > slowCommitReport {
+				s.log.Warn("slow shadow database commits (is the disk busy?)", "count", slow, "slowest", slowest.Round(time.Millisecond), "file", s.store.path)
+				slow, slowest, lastSlowReport = 0, 0, time.Now()
+			}
 		}
 		if err != nil {
 			// The in-memory state is now ahead of the disk: answer 500 and
