@@ -249,3 +249,24 @@ func TestInFlightLimitPerConnection(t *testing.T) {
 		t.Errorf("other connection: %v (present %v), want accepted", code, ok)
 	}
 }
+
+// The AWS IoT v1 SDKs' non-persistent mode subscribes right before each
+// request and unsubscribes after the answer: a subscription whose SUBACK
+// arrived before the request must get the response, every time.
+func TestResponseReachesJustMadeSubscription(t *testing.T) {
+	s := startServer(t, testOptions(t))
+	c := connect(t, "tcp://"+endpoint(t, s, "mqtt"), nil)
+	p := "$aws/things/sdk1/shadow"
+	for i := range 25 {
+		c.subscribe(p+"/update/accepted", p+"/update/rejected")
+		c.publish(p+"/update", fmt.Sprintf(`{"state":{"reported":{"i":%d}},"clientToken":"np-%d"}`, i, i))
+		if acc := c.expect(p + "/update/accepted"); acc["clientToken"] != fmt.Sprintf("np-%d", i) || num(acc["version"]) != int64(i+1) {
+			t.Fatalf("round %d: accepted = %v", i, acc)
+		}
+		for _, f := range []string{p + "/update/accepted", p + "/update/rejected"} {
+			if tok := c.c.Unsubscribe(f); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+				t.Fatalf("unsubscribe: %v", tok.Error())
+			}
+		}
+	}
+}
