@@ -121,36 +121,3 @@ func normalizeBoard(s string) string {
 	s = strings.NewReplacer(" ", "", "-", "", "_", "").Replace(strings.ToLower(strings.TrimSpace(s)))
 	return strings.NewReplacer("raspberrypi", "pi", "rpi", "pi", "plus", "+").Replace(s)
 }
-
-// closest returns the candidate nearest to key (edit distance ≤ 2 after
-// norm), or "".
-func closest(key string, candidates []string, norm func(string) string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := distance(key, norm(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}

@@ -2,6 +2,7 @@ package board
 
 import (
 	"fmt"
+	"github.com/pinshadow/pinshadow/internal/suggest"
 	"slices"
 )
 
@@ -204,7 +205,7 @@ func ByName(name string) (Profile, error) {
 			}
 		}
 	}
-	return Profile{}, &UnknownError{Kind: "board", Name: name, Suggest: closest(key, all, normalizeBoard), Known: Names()}
+	return Profile{}, &UnknownError{Kind: "board", Name: name, Suggest: suggest.ClosestBy(key, all, normalizeBoard), Known: Names()}
 }
 
 // pwmByGPIO returns the PWM channel wired to gpio, if any.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	suggest_ "github.com/pinshadow/pinshadow/internal/suggest"
 	"sort"
 	"strings"
 )
@@ -75,86 +76,8 @@ func (e Errors) sort(fileOrder map[string]int) Errors {
 	return out
 }
 
-// suggest returns the candidate closest to s (Damerau–Levenshtein, case
-// folded), else the only candidate s is a prefix of, or "" when none is
-// close enough to be a likely typo.
-func suggest(s string, candidates []string) string {
-	best, bestD := "", -1
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		if c == s {
-			continue
-		}
-		d := distance(ls, strings.ToLower(c))
-		if d <= maxTypo(s, c) && (bestD < 0 || d < bestD) {
-			best, bestD = c, d
-		}
-	}
-	if best != "" || len([]rune(s)) < 3 {
-		return best
-	}
-	// A shortened name ("clim" for "climate") is a likely mistake too,
-	// when only one candidate starts with it.
-	for _, c := range candidates {
-		if strings.HasPrefix(strings.ToLower(c), ls) {
-			if best != "" {
-				return ""
-			}
-			best = c
-		}
-	}
-	return best
-}
-
-// maxTypo is the largest edit distance still read as a misspelling: one
-// edit for short words, two from five letters, three from twelve.
-func maxTypo(a, b string) int {
-	n := min(len([]rune(a)), len([]rune(b)))
-	switch {
-	case n >= 12:
-		return 3
-	case n >= 5:
-		return 2
-	case n >= 2:
-		return 1
-	}
-	return 0
-}
-
-// distance is the optimal-string-alignment Damerau–Levenshtein distance:
-// insertions, deletions, substitutions and swaps of neighbours cost 1.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		// Names this long are not typos of our keys; avoid quadratic work
-		// on hostile input.
-		if a == b {
-			return 0
-		}
-		return 1 << 20
-	}
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
-}
+// suggest returns the likely intended candidate for a misspelt s, or "".
+func suggest(s string, candidates []string) string { return suggest_.Closest(s, candidates) }
 
 // didYouMean returns `; did you mean "X"?` or "".
 func didYouMean(s string, candidates []string) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/pinshadow/pinshadow/internal/suggest"
 	"io"
 	"math"
 	"slices"
@@ -221,7 +222,7 @@ func (p *parser) step(n *yaml.Node) (Step, bool) {
 		k, v := n.Content[i], n.Content[i+1]
 		if !slices.Contains(stepKeys, k.Value) {
 			msg := fmt.Sprintf("unknown step key %q; allowed: %s", k.Value, strings.Join(stepKeys, ", "))
-			if s := suggest(k.Value, stepKeys); s != "" {
+			if s := suggest.Closest(k.Value, stepKeys); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			p.addNode(k, "%s", msg)
@@ -358,7 +359,7 @@ func (p *parser) fault(v *yaml.Node, st *Step) bool {
 		default:
 			all := append(slices.Clone(kinds), "for")
 			msg := fmt.Sprintf("unknown fault key %q; allowed: %s", k.Value, strings.Join(all, ", "))
-			if s := suggest(k.Value, all); s != "" {
+			if s := suggest.Closest(k.Value, all); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			p.addNode(k, "%s", msg)
@@ -418,7 +419,7 @@ func (s *Scenario) Check(cfg *config.Config) error {
 		switch {
 		case !found:
 			msg = fmt.Sprintf("%s: unknown device %q; devices in %s: %s", st.Kind, st.Device, cfg.Files[0], strings.Join(ids, ", "))
-			if sug := suggest(st.Device, ids); sug != "" {
+			if sug := suggest.Closest(st.Device, ids); sug != "" {
 				msg += fmt.Sprintf("; did you mean %q?", sug)
 			}
 		case st.Kind == StepPress:
@@ -446,37 +447,4 @@ func joinKinds(ks []StepKind) string {
 		s[i] = string(k)
 	}
 	return strings.Join(s, ", ")
-}
-
-// suggest returns the candidate closest to s when it is close enough to be
-// a typo (edit distance ≤ 2, and less than half of s), else "".
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if d < bestD && d*2 < len(s)+1 {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
