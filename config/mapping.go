@@ -455,8 +455,8 @@ func (fp fileParser) desiredKey(key reconcile.KeyPath, e kv, st *shadowState, br
 			fp.errf(n, "%s: %s %s %s", what, label, v, msg)
 			return v, false
 		}
-		if dv, msg := forward(dk.Transform, prop, v); msg != "" {
-			fp.errf(n, "%s: %s %s %s", what, label, v, msg)
+		if dv, err := reconcile.ToDevice(dk, &prop, v); err != nil {
+			fp.errf(n, "%s: %s %s does not give a finite number after the transforms", what, label, v)
 			return v, false
 		} else if err := prop.Check(dv); err != nil {
 			fp.errf(n, "%s: %s %s becomes %s on %s.%s, which it does not accept (%s)", what, label, v, dv, d.ID, prop.Name, strings.TrimPrefix(err.Error(), devices.ErrInvalidValue.Error()+": "))
@@ -573,45 +573,6 @@ func contractProblem(dk reconcile.DesiredKey, v devices.Value) string {
 		}
 	}
 	return ""
-}
-
-// forward maps a shadow value to the device value as the reconciler will
-// (reconcile.Transform): number*scale+offset, then calibrate_linear, then
-// invert within the device range.
-func forward(t reconcile.Transform, prop devices.Property, v devices.Value) (devices.Value, string) {
-	switch v.Type() {
-	case devices.TypeBool:
-		if t.Invert {
-			return devices.Bool(!v.Bool()), ""
-		}
-	case devices.TypeNumber:
-		x := v.Number()
-		if t.Scale != 0 {
-			x *= t.Scale
-		}
-		x += t.Offset
-		if len(t.Calibrate) >= 2 {
-			x = calibrate(t.Calibrate, x)
-		}
-		if t.Invert && prop.Range != nil {
-			x = prop.Range.Max + prop.Range.Min - x
-		}
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return v, "does not give a finite number after the transforms"
-		}
-		return devices.Number(x), ""
-	}
-	return v, ""
-}
-
-// calibrate applies the line the reconciler fits through pts (calPoints
-// has checked that one exists).
-func calibrate(pts []reconcile.CalPoint, x float64) float64 {
-	l, err := filter.Fit(toFilterPoints(pts))
-	if err != nil {
-		return math.NaN()
-	}
-	return l.Apply(x)
 }
 
 func toFilterPoints(pts []reconcile.CalPoint) []filter.Point {

@@ -383,3 +383,19 @@ func tidy(x float64) float64 {
 	}
 	return f
 }
+
+// ToDevice maps a shadow value of key k to the value its device property
+// gets, with exactly the transforms Plan applies (config validation uses it
+// to check boot and failsafe values against the device). prop gives the
+// device range a number invert mirrors in; nil when unknown.
+func ToDevice(k DesiredKey, prop *devices.Property, v devices.Value) (devices.Value, error) {
+	t, err := newTransform(&k, prop)
+	if err != nil {
+		return v, err
+	}
+	dv := t.toDevice(v)
+	if dv.Type() == devices.TypeNumber && (math.IsNaN(dv.Number()) || math.IsInf(dv.Number(), 0)) {
+		return v, fmt.Errorf("%s: %v does not give a finite number after the transforms", k.Key.Path, v)
+	}
+	return dv, nil
+}
