@@ -73,7 +73,7 @@ type Delta struct {
 	ClientToken string
 	// Resync is true for a delta taken from a get: after a reconnect (desired
 	// changes made while offline), after a 409, or when the mirror missed
-	// versions.
+	// versions. It stays true when a newer delta replaces an unread resync.
 	Resync bool
 }
 
@@ -410,7 +410,11 @@ func (s *Shadow) offer(d Delta) {
 	default:
 	}
 	select {
-	case <-s.deltas: // replaced: d carries the whole current delta
+	case old := <-s.deltas:
+		// Replaced: d carries the whole current delta. A resync stays a
+		// resync, so the owner still learns that changes were made while
+		// it was away (they may be in d's state too).
+		d.Resync = d.Resync || old.Resync
 	default:
 	}
 	s.deltas <- d // only producers (holding s.mu) send, so there is room
