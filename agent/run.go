@@ -788,6 +788,12 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 	r.obs, r.state, r.wake = rep.Observed, rep.State, rep.Wake
 	r.results(rep.Results)
 	r.persist()
+	// The on_reject patch is a conditional update on the version Plan saw:
+	// send it before this iteration's report, which would move the version
+	// first and make the patch fail once with 409.
+	for _, name := range sortedKeys(rep.Desired) {
+		r.desiredPatch(ctx, name, rep.Desired[name], in.Shadows[name])
+	}
 	for _, name := range sortedKeys(rep.Reported) {
 		// Outcome diffs against the mirror, which lags our own reports (and
 		// does not move while offline): send a patch again only when it or
@@ -798,9 +804,6 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 		}
 		r.sentOutcome[name] = key
 		r.report(name, rep.Reported[name])
-	}
-	for _, name := range sortedKeys(rep.Desired) {
-		r.desiredPatch(ctx, name, rep.Desired[name], in.Shadows[name].Version)
 	}
 	if sp := r.sensors.Patch(); sp != nil {
 		for _, name := range sortedKeys(sp) {
@@ -840,7 +843,7 @@ func (r *runner) report(name string, p map[string]any) {
 
 // desiredPatch sends an on_reject patch as a conditional update, off the
 // loop; the loop plans again when it is answered.
-func (r *runner) desiredPatch(ctx context.Context, name string, p map[string]any, version int64) {
+func (r *runner) desiredPatch(ctx context.Context, name string, p map[string]any, seen reconcile.Shadow) {
 	sh, ok := r.shadows[name]
 	if !ok || len(p) == 0 || r.patchIn[name] || !r.online {
 		return
@@ -849,6 +852,14 @@ func (r *runner) desiredPatch(ctx context.Context, name string, p map[string]any
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		// The patch must not overwrite a desired value the cloud changed
+		// since Plan saw it. Our own reports move the version without
+		// touching desired, so when the mirror still holds the same desired
+		// values under the patched keys, its newer version is as good.
+		version := seen.Version
+		if m := sh.Mirror(); m.Version > version && sameLeaves(p, seen.Desired, m.Desired) {
+			version = m.Version
+		}
 		uctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		_, err := sh.Update(uctx, shadowsync.UpdateRequest{Desired: p, Version: version})
 		cancel()
@@ -1170,4 +1181,25 @@ func (r *runner) nextReopen() time.Time {
 		}
 	}
 	return t
+}
+
+// sameLeaves reports whether desired documents a and b hold the same value
+// (or both none) at every leaf path of patch.
+func sameLeaves(patch, a, b map[string]any) bool {
+	for k, pv := range patch {
+		av, aok := a[k]
+		bv, bok := b[k]
+		if sub, isMap := pv.(map[string]any); isMap {
+			am, _ := av.(map[string]any)
+			bm, _ := bv.(map[string]any)
+			if !sameLeaves(sub, am, bm) {
+				return false
+			}
+			continue
+		}
+		if aok != bok || !reflect.DeepEqual(av, bv) {
+			return false
+		}
+	}
+	return true
 }
