@@ -1,13 +1,11 @@
 package shadowsync
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/big"
 	"sort"
+
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // Shadow state values are what encoding/json produces with UseNumber:
@@ -15,18 +13,7 @@ import (
 // json.Number so values are echoed exactly as the cloud sent them.
 
 // decodeJSON parses exactly one JSON value, keeping numbers exact.
-func decodeJSON(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after JSON value")
-	}
-	return v, nil
-}
+func decodeJSON(b []byte) (any, error) { return shadowdoc.Decode(b) }
 
 // normalize converts any JSON-marshalable value into the decoded form
 // (map[string]any, json.Number, …) so that merging and comparison see one
@@ -57,80 +44,18 @@ func normalizeObject(m map[string]any) (map[string]any, error) {
 }
 
 // clone deep-copies a JSON value.
-func clone(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		return cloneMap(t)
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = clone(e)
-		}
-		return out
-	}
-	return v
-}
+func clone(v any) any { return shadowdoc.Clone(v) }
 
+// cloneMap deep-copies an object; nil stays nil.
 func cloneMap(m map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
-	out := make(map[string]any, len(m))
-	for k, e := range m {
-		out[k] = clone(e)
-	}
-	return out
+	return shadowdoc.Clone(m).(map[string]any)
 }
 
-// equal compares two JSON values; numbers compare by value (1 == 1.0), as
-// AWS compares desired and reported.
-func equal(a, b any) bool {
-	switch x := a.(type) {
-	case nil:
-		return b == nil
-	case string:
-		y, ok := b.(string)
-		return ok && x == y
-	case bool:
-		y, ok := b.(bool)
-		return ok && x == y
-	case json.Number:
-		y, ok := b.(json.Number)
-		if !ok {
-			return false
-		}
-		if x == y {
-			return true
-		}
-		fx, okx := new(big.Float).SetString(string(x))
-		fy, oky := new(big.Float).SetString(string(y))
-		return okx && oky && fx.Cmp(fy) == 0
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !equal(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, xv := range x {
-			yv, ok := y[k]
-			if !ok || !equal(xv, yv) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
+// equal compares JSON values as AWS compares desired and reported.
+func equal(a, b any) bool { return shadowdoc.Equal(a, b) }
 
 // applyPatch applies an update section (patch) to a stored section (doc,
 // may be nil) the way AWS does: objects merge recursively, scalars, arrays
@@ -231,40 +156,15 @@ func composeAt(a, b map[string]any, depth int) (map[string]any, bool) {
 	return out, true
 }
 
-// deltaOf computes what AWS puts in state.delta: desired keys whose value
-// differs from reported, recursing into objects and keeping the path from
-// the root; arrays and scalars compare whole; keys only in reported are
-// ignored. The result is nil when everything is in sync.
+// deltaOf computes what AWS puts in state.delta (the same function the
+// local cloud's engine uses), as a copy the mirror may keep; nil when
+// everything is in sync.
 func deltaOf(desired, reported map[string]any) map[string]any {
-	if desired == nil {
+	d := shadowdoc.Delta(desired, reported)
+	if len(d) == 0 {
 		return nil
 	}
-	if reported == nil {
-		return cloneMap(desired)
-	}
-	out := map[string]any{}
-	for k, dv := range desired {
-		rv, ok := reported[k]
-		if !ok {
-			out[k] = clone(dv)
-			continue
-		}
-		dm, dIsObj := dv.(map[string]any)
-		rm, rIsObj := rv.(map[string]any)
-		if dIsObj && rIsObj {
-			if sub := deltaOf(dm, rm); len(sub) > 0 {
-				out[k] = sub
-			}
-			continue
-		}
-		if !equal(dv, rv) {
-			out[k] = clone(dv)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return cloneMap(d)
 }
 
 // setPath sets a dotted key ("a.b.c") in m, creating objects on the way;

@@ -1,6 +1,10 @@
 package shadow
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/pinshadow/pinshadow/shadowdoc"
+)
 
 // Metadata trees parallel the state trees. Internally a leaf's metadata is
 // its timestamp (int64), an array's is one timestamp per element ([]int64)
@@ -102,36 +106,10 @@ func merge(doc, meta map[string]any, patch map[string]any, ts int64) (map[string
 	return out, outMeta
 }
 
-// delta computes what differs between desired and reported, as AWS does:
-// keys only in reported are ignored, objects recurse keeping the path from
-// the root, everything else (scalars, arrays, type changes) compares whole.
+// delta is AWS's delta between desired and reported (shared with the
+// device side).
 func delta(desired, reported map[string]any) map[string]any {
-	if desired == nil {
-		return nil
-	}
-	if reported == nil {
-		return desired
-	}
-	out := map[string]any{}
-	for k, dv := range desired {
-		rv, ok := reported[k]
-		if !ok {
-			out[k] = dv
-			continue
-		}
-		dm, dIsObj := dv.(map[string]any)
-		rm, rIsObj := rv.(map[string]any)
-		if dIsObj && rIsObj {
-			if sub := delta(dm, rm); len(sub) > 0 {
-				out[k] = sub
-			}
-			continue
-		}
-		if !equal(dv, rv) {
-			out[k] = dv
-		}
-	}
-	return out
+	return shadowdoc.Delta(desired, reported)
 }
 
 // deltaMeta picks, for every leaf of a delta, the desired metadata at the
