@@ -119,12 +119,25 @@ func TestRequestReachesOrdinarySubscribers(t *testing.T) {
 	dev := connect(t, addr, nil)
 	body := `{"state":{"reported":{"on":true}},"clientToken":"w"}`
 	dev.publish("$aws/things/spy/shadow/update", body)
-	m := watcher.next()
-	if m.topic != "$aws/things/spy/shadow/update" || string(m.body) != body {
-		t.Fatalf("watcher got %s %s, want the raw request", m.topic, m.body)
-	}
-	if acc := watcher.expect("$aws/things/spy/shadow/update/accepted"); acc["clientToken"] != "w" {
-		t.Errorf("accepted = %v", acc)
+	// The raw request and the service's answer are publishes on different
+	// topics, so they may reach the watcher in either order.
+	var sawRequest, sawAccepted bool
+	for !sawRequest || !sawAccepted {
+		m := watcher.next()
+		switch m.topic {
+		case "$aws/things/spy/shadow/update":
+			if string(m.body) != body {
+				t.Fatalf("watcher got request %s, want it as sent: %s", m.body, body)
+			}
+			sawRequest = true
+		case "$aws/things/spy/shadow/update/accepted":
+			if acc := m.doc(t); acc["clientToken"] != "w" {
+				t.Errorf("accepted = %v", acc)
+			}
+			sawAccepted = true
+		default:
+			t.Fatalf("watcher got %s %s", m.topic, m.body)
+		}
 	}
 }
 
