@@ -315,28 +315,17 @@ func (r *runner) initialLevels(now time.Time, mirrors map[string]reconcile.Shado
 	return out
 }
 
-// withInitial returns opts with its bool field Initial (the relay and LED
-// drivers' level at open, applied glitch-free by the HAL) set to v, on a
-// copy; other options, or a v that is not a bool, are returned unchanged.
-// Reflection keeps the drivers free of agent concerns: Initial is their
-// documented option.
+// initialOption is implemented by the options of outputs that can open at
+// a given level without a glitch (relay, LED).
+type initialOption interface {
+	WithInitial(on bool) devices.Options
+}
+
+// withInitial returns opts set to open at v when the driver supports it;
+// other options, or a v that is not a bool, are returned unchanged.
 func withInitial(opts devices.Options, v devices.Value) devices.Options {
-	if v.Type() != devices.TypeBool {
-		return opts
-	}
-	p := reflect.ValueOf(opts)
-	if p.Kind() != reflect.Pointer || p.IsNil() || p.Elem().Kind() != reflect.Struct {
-		return opts
-	}
-	f := p.Elem().FieldByName("Initial")
-	if !f.IsValid() || f.Kind() != reflect.Bool {
-		return opts
-	}
-	cp := reflect.New(p.Elem().Type())
-	cp.Elem().Set(p.Elem())
-	cp.Elem().FieldByName("Initial").SetBool(v.Bool())
-	if o, ok := cp.Interface().(devices.Options); ok {
-		return o
+	if o, ok := opts.(initialOption); ok && v.Type() == devices.TypeBool {
+		return o.WithInitial(v.Bool())
 	}
 	return opts
 }

@@ -33,6 +33,15 @@ type OutputOptions struct {
 	Initial bool `yaml:"initial"`
 }
 
+// WithInitial returns a copy of o that opens the output at the logical
+// state on, so a restarted agent opens a relay at the level it should
+// have instead of toggling it.
+func (o *OutputOptions) WithInitial(on bool) devices.Options {
+	c := *o
+	c.Initial = on
+	return &c
+}
+
 // Validate implements devices.Options.
 func (o *OutputOptions) Validate() error {
 	if o.Pin == "" {
