@@ -54,6 +54,7 @@ import (
 
 type options struct {
 	raw      int
+	rawGap   time.Duration
 	loops    int
 	gap      time.Duration
 	window   time.Duration
@@ -65,7 +66,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.raw, "raw", 1000, "raw MQTT samples")
+	flag.IntVar(&o.raw, "raw", 300, "raw MQTT samples")
+	flag.DurationVar(&o.rawGap, "raw-gap", -1, "pause between raw MQTT samples (default: the same as -gap, so both are measured from the same idle state)")
 	flag.IntVar(&o.loops, "loops", 300, "desired changes sent to the in-process agent")
 	flag.DurationVar(&o.gap, "gap", 150*time.Millisecond, "pause between desired changes (each costs 2 shadow requests; AWS allows 20/s per thing)")
 	flag.DurationVar(&o.window, "window", 30*time.Second, "CPU/RSS measurement window per process phase")
@@ -73,6 +75,9 @@ func main() {
 	flag.StringVar(&o.agentBin, "agent", "", "agent binary for the process phases (default: go build ./cmd/agent into a temporary directory; run from the repository root)")
 	flag.BoolVar(&o.skipProc, "skip-process", false, "skip the process phases (start-up, RSS, CPU)")
 	flag.Parse()
+	if o.rawGap < 0 {
+		o.rawGap = o.gap
+	}
 	if err := run(context.Background(), &o); err != nil {
 		fmt.Fprintln(os.Stderr, "agentbench:", err)
 		os.Exit(1)
@@ -88,11 +93,11 @@ func run(ctx context.Context, o *options) error {
 	defer cloud.Close()
 	addr := cloud.Addr()
 
-	raw, err := rawLatency(addr, o.raw)
+	raw, err := rawLatency(addr, o.raw, o.rawGap)
 	if err != nil {
 		return fmt.Errorf("raw MQTT: %w", err)
 	}
-	fmt.Printf("raw MQTT one-way publish→deliver, QoS 1, %d samples: %s\n", len(raw), stats(raw))
+	fmt.Printf("raw MQTT one-way publish→deliver, QoS 1, %d samples %v apart: %s\n", len(raw), o.rawGap, stats(raw))
 
 	write, delta, toWrite, cleared, err := agentLoop(ctx, addr, o)
 	if err != nil {
@@ -150,7 +155,10 @@ func run(ctx context.Context, o *options) error {
 }
 
 // rawLatency measures one-way QoS 1 publish→deliver between two clients.
-func rawLatency(addr string, n int) ([]time.Duration, error) {
+// rawLatency times n one-way QoS 1 publishes, gap apart. The gap matters:
+// a message into an idle process waits for goroutines to be woken, one
+// into a busy one does not, so raw and agent samples use the same pacing.
+func rawLatency(addr string, n int, gap time.Duration) ([]time.Duration, error) {
 	got := make(chan time.Duration, n)
 	sub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("bench-sub").SetOrderMatters(true))
 	if t := sub.Connect(); t.Wait() && t.Error() != nil {
@@ -183,7 +191,7 @@ func rawLatency(addr string, n int) ([]time.Duration, error) {
 		case <-time.After(5 * time.Second):
 			return nil, errors.New("a message was not delivered within 5 s")
 		}
-		time.Sleep(10 * time.Millisecond) // pacing, not synchronisation
+		time.Sleep(gap) // pacing, not synchronisation
 	}
 	return out, nil
 }
