@@ -11,6 +11,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=versions.env
 . "$HERE/versions.env"
+# HIL_KPKG/HIL_KABI/HIL_BUSYBOX override the pins (used to test the fallback).
+KPKG=${HIL_KPKG:-$KPKG}; KABI=${HIL_KABI:-$KABI}; BUSYBOX=${HIL_BUSYBOX:-$BUSYBOX}
 CACHE=${HIL_CACHE:-$ROOT/.cache/hil}
 DEBS=$CACHE/debs
 log() { echo "hil[$ARCH]: $*" >&2; }
@@ -20,6 +22,41 @@ case $ARCH in
   armhf) FLAVOUR=armmp; KARCH=arm; CROSS=arm-linux-gnueabihf- ;;
   *) echo "unknown ARCH $ARCH" >&2; exit 2 ;;
 esac
+
+# A private apt index with the arm64/armhf architectures, so the host's
+# dpkg architectures (and its own apt-get update) stay as they are.
+apt_index() {
+  [ -n "${APT_CONFIG:-}" ] && return 0
+  A=$CACHE/apt; mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+  printf 'APT::Architectures { "amd64"; "arm64"; "armhf"; };\nDir::State::Lists "%s/lists";\nDir::Cache "%s/cache";\n' "$A" "$A" > "$A/apt.conf"
+  export APT_CONFIG=$A/apt.conf
+  # bookworm-security's armhf index is sometimes mid-sync: the pinned
+  # packages are in bookworm main, so an index error is not fatal.
+  apt-get update -qq >&2 2>/dev/null || log "apt-get update reported errors (continuing: the packages are checked by sha256)"
+}
+
+# Debian's mirror keeps only the current point release: when the pinned
+# kernel is gone, fall back to the kernel bookworm main serves now (apt
+# checks it against Debian's signed index; our sha256 pins cannot), say so
+# loudly and print the pins to commit. HIL_STRICT_PINS=1 refuses instead.
+PINNED=1
+if [ -z "$(ls "$DEBS"/linux-image-"$KABI"-"$FLAVOUR"_"$KPKG"_*.deb 2>/dev/null)" ]; then
+  apt_index
+  if ! apt-cache show "linux-image-$KABI-$FLAVOUR:$ARCH=$KPKG" >/dev/null 2>&1; then
+    [ "${HIL_STRICT_PINS:-0}" = 1 ] && { echo "hil: pinned kernel $KPKG (ABI $KABI) is gone from the mirror; update scripts/hil/versions.env and SHA256SUMS (HIL_STRICT_PINS=1)" >&2; exit 1; }
+    main_version() { # PKG:ARCH -> the version bookworm main (not -security) serves
+      apt-cache madison "$1" | awk -F'|' '$3 ~ /bookworm\/main/ {gsub(/ /, "", $2); print $2; exit}'
+    }
+    meta=$(main_version "linux-image-$FLAVOUR:$ARCH")
+    dep=$(apt-cache show "linux-image-$FLAVOUR:$ARCH=$meta" | sed -n 's/^Depends: *//p' | head -1 |
+      tr ',' '\n' | sed -n "s/^ *linux-image-\(6\.1\.0-[0-9]*\)-$FLAVOUR *(= *\([^)]*\)).*/\1 \2/p" | head -1)
+    newbb=$(main_version "busybox-static:$ARCH")
+    [ -n "$dep" ] && [ -n "$newbb" ] || { echo "hil: pinned kernel $KPKG is gone and no current bookworm 6.1 kernel was found; update scripts/hil/versions.env" >&2; exit 1; }
+    log "WARNING: pinned kernel $KPKG (ABI $KABI) is gone from the mirror; using bookworm's current ${dep#* } (ABI ${dep% *}), busybox $newbb."
+    log "WARNING: update scripts/hil/versions.env to KPKG=${dep#* } KABI=${dep% *} BUSYBOX=$newbb and SHA256SUMS with the lines printed below."
+    KABI=${dep% *}; KPKG=${dep#* }; BUSYBOX=$newbb; PINNED=0
+  fi
+fi
 KVER=$KABI-$FLAVOUR
 
 # ---- download (pinned versions, checked by sha256) ----------------------
@@ -45,14 +82,7 @@ for p in "${pkgs[@]}"; do [ -f "$DEBS/$(debfile "$p")" ] || missing+=("$p"); don
 if [ ${#missing[@]} -gt 0 ]; then
   log "downloading ${missing[*]}"
   t0=$(date +%s)
-  # A private apt index with the arm64/armhf architectures, so the host's
-  # dpkg architectures (and its own apt-get update) stay as they are.
-  A=$CACHE/apt; mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
-  printf 'APT::Architectures { "amd64"; "arm64"; "armhf"; };\nDir::State::Lists "%s/lists";\nDir::Cache "%s/cache";\n' "$A" "$A" > "$A/apt.conf"
-  export APT_CONFIG=$A/apt.conf
-  # bookworm-security's armhf index is sometimes mid-sync: the pinned
-  # packages are in bookworm main, so an index error is not fatal.
-  apt-get update -qq >&2 2>/dev/null || log "apt-get update reported errors (continuing: the packages are checked by sha256)"
+  apt_index
   # apt's sandbox user cannot write into the cache; download in a temp dir.
   tmp=$(mktemp -d); chmod 777 "$tmp"
   (cd "$tmp" && apt-get download -q "${missing[@]}" >&2)
@@ -61,9 +91,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 for p in "${pkgs[@]}"; do
   f=$(debfile "$p")
+  got=$(sha256sum "$DEBS/$f" | cut -d' ' -f1)
+  if [ "$PINNED" = 0 ]; then log "new pin: $got  $f"; continue; fi
   want=$(awk -v f="$f" '$2 == f {print $1}' "$HERE/SHA256SUMS")
   [ -n "$want" ] || { echo "hil: $f has no pinned sha256 in scripts/hil/SHA256SUMS" >&2; exit 1; }
-  got=$(sha256sum "$DEBS/$f" | cut -d' ' -f1)
   if [ "$got" != "$want" ]; then
     echo "hil: $f: sha256 $got, pinned $want; delete it and re-run, or update the pins" >&2
     exit 1
