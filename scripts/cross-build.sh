@@ -3,7 +3,8 @@
 #
 #   scripts/cross-build.sh          all targets into dist/
 #
-# Binaries (CGO_ENABLED=0, static, -trimpath, stripped, version-stamped):
+# Binaries (CGO_ENABLED=0, static, -trimpath, stripped, version-stamped,
+# -tags nethttpomithttp2):
 #   dist/pinshadow-agent_linux_armv6   GOARM=6: every 32-bit Pi (Zero/1 are ARMv6)
 #   dist/pinshadow-agent_linux_armv7   GOARM=7: Pi 2/3/4 32-bit only (dies with SIGILL on a Zero/1)
 #   dist/pinshadow-agent_linux_arm64   Pi 3/4/5, Zero 2 W with a 64-bit OS
@@ -35,7 +36,10 @@ for t in "${targets[@]}"; do
   out=$DIST/pinshadow-agent_linux_$name
   envs=(CGO_ENABLED=0 GOOS=linux GOARCH="$goarch")
   [ "$goarm" != - ] && envs+=(GOARM="$goarm")
-  env "${envs[@]}" go build -trimpath -ldflags "$ldflags" -o "$out" ./cmd/agent
+  # nethttpomithttp2: nothing here speaks HTTP/2 (MQTT over WebSocket is an
+  # HTTP/1.1 upgrade; status, metrics and console are local HTTP/1.1), and
+  # leaving net/http's bundled HTTP/2 out saves ~0.5 MB.
+  env "${envs[@]}" go build -tags nethttpomithttp2 -trimpath -ldflags "$ldflags" -o "$out" ./cmd/agent
 done
 
 # ---- .deb -------------------------------------------------------------------

@@ -61,7 +61,7 @@ for arch in $ARCHS; do
     # shellcheck disable=SC2086
     build $envs go test -c -tags hil -trimpath -o "$I/tests/$name-periph.test" ./hal/periph
   done
-  build "${goenv[@]}" go build -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$(git rev-parse --short HEAD)" -o "$I/bin/agent" ./cmd/agent
+  build "${goenv[@]}" go build -tags nethttpomithttp2 -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$(git rev-parse --short HEAD)" -o "$I/bin/agent" ./cmd/agent
   echo "hil[$arch]: test binaries and agent built in $(since "$t") s"
 
   t=$(now)
