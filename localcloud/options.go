@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
@@ -33,6 +35,22 @@ type Options struct {
 	ClientCAFile string
 	// WSListen is an MQTT-over-WebSocket listen address ("" = none).
 	WSListen string
+
+	// DiscoveryListen is the Greengrass discovery listen address ("" =
+	// none): HTTPS with mutual TLS (same certificate, key and client CA as
+	// TLSListen, which it needs), answering GET
+	// /greengrass/discover/thing/<thing> with this server as the one core
+	// of group DiscoveryGroupID, reachable at the TLSListen port.
+	DiscoveryListen string
+	// DiscoveryHosts are the host addresses advertised as the core's
+	// connectivity entries, in order; default: the TLSListen host
+	// ("localhost" when it listens on every interface). They must be
+	// names the server certificate is valid for.
+	DiscoveryHosts []string
+	// DiscoveryCAFile is the group CA advertised: the CA (PEM) the server
+	// certificate chains to; default ClientCAFile (`agent certs` signs
+	// both with one CA).
+	DiscoveryCAFile string
 
 	// Broker, when set, attaches the shadow service to an external MQTT
 	// broker at this URL (tcp://host:port, ssl://…, ws://…) instead of
@@ -134,6 +152,14 @@ func (o *Options) validate() error {
 	}
 	if o.TLSListen != "" && (o.TLSCertFile == "" || o.TLSKeyFile == "" || o.ClientCAFile == "") {
 		return bad("--tls-listen %s needs --tls-cert, --tls-key and --client-ca (create them with 'agent certs')", o.TLSListen)
+	}
+	if o.DiscoveryListen != "" && (o.Broker != "" || o.TLSListen == "") {
+		return bad("--discovery-listen %s describes this server as a Greengrass core reachable at its MQTT mutual-TLS listener: it needs --tls-listen (and the embedded broker, not --broker)", o.DiscoveryListen)
+	}
+	for _, h := range o.DiscoveryHosts {
+		if h == "" || strings.ContainsAny(h, " /:") && net.ParseIP(h) == nil {
+			return bad("discovery host %q: want a host name or IP address (no port: the --tls-listen port is advertised)", h)
+		}
 	}
 	if o.RatePerThing < 0 {
 		return bad("rate per thing %v: must be ≥ 0 (0 = off)", o.RatePerThing)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 )
 
@@ -18,6 +19,7 @@ type Server struct {
 	st   *store
 	emb  *embedded // embedded mode
 	att  *attached // attach mode
+	disc *discoveryServer
 
 	loaded int
 
@@ -57,16 +59,31 @@ func New(opts Options) (_ *Server, err error) {
 			return nil, err
 		}
 		s.svc.pub = s.emb
+		if opts.DiscoveryListen != "" {
+			var mqtts net.Addr
+			for _, ep := range s.emb.endpoints {
+				if ep.Name == "mqtts" {
+					mqtts = ep.Addr
+				}
+			}
+			if s.disc, err = newDiscovery(&s.opts, mqtts); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return s, nil
 }
 
 // Endpoints returns the addresses the embedded broker listens on, in the
-// order mqtt, mqtts, ws (empty in attach mode). With port 0 they carry the
-// port actually bound.
+// order mqtt, mqtts, ws, then the Greengrass discovery listener
+// ("discovery"); empty in attach mode. With port 0 they carry the port
+// actually bound.
 func (s *Server) Endpoints() []Endpoint {
 	if s.emb == nil {
 		return nil
+	}
+	if s.disc != nil {
+		return append(append([]Endpoint(nil), s.emb.endpoints...), Endpoint{Name: "discovery", Addr: s.disc.ln.Addr()})
 	}
 	return s.emb.endpoints
 }
@@ -87,7 +104,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	s.svc.start()
 	if s.emb != nil {
-		return s.emb.serve(s.svc)
+		if err := s.emb.serve(s.svc); err != nil {
+			return err
+		}
+		if s.disc != nil {
+			s.disc.serve()
+		}
+		return nil
 	}
 	return s.att.connect(ctx)
 }
@@ -120,6 +143,9 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) release() error {
+	if s.disc != nil {
+		s.disc.close()
+	}
 	if s.emb != nil {
 		s.emb.close()
 	}
