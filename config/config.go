@@ -140,6 +140,9 @@ type Connection struct {
 	// Queue is the offline publish queue, defaults filled in (drain_rate
 	// becomes DrainInterval).
 	Queue iot.QueueConfig
+	// Discovery, when Enabled, finds a Greengrass core to connect to
+	// instead of Endpoint (see discovery.go).
+	Discovery Discovery
 }
 
 // Credentials says where wss takes its AWS keys from.
@@ -291,7 +294,7 @@ func (l *loader) chooseBoard(cfg *Config) {
 	cfg.Profile = p
 }
 
-var connectionKeys = []string{"endpoint", "port", "transport", "cert", "key", "ca", "client_id", "keep_alive", "region", "credentials", "backoff", "queue"}
+var connectionKeys = []string{"endpoint", "port", "transport", "cert", "key", "ca", "client_id", "keep_alive", "region", "credentials", "backoff", "queue", "discovery"}
 
 // transports maps the configuration words to iot transports.
 var transports = map[string]iot.Transport{"tls": iot.TransportMQTTS, "alpn": iot.TransportALPN, "wss": iot.TransportWSS, "tcp": iot.TransportTCP}
@@ -410,6 +413,9 @@ func (fp fileParser) connection(s src, thing string) Connection {
 		c.Queue = fp.queue(p.val)
 	} else {
 		c.Queue = iot.QueueConfig{Size: 100, DrainInterval: 100 * time.Millisecond}
+	}
+	if p, ok := f["discovery"]; ok {
+		c.Discovery = fp.discovery(p, c)
 	}
 	return c
 }

@@ -304,7 +304,7 @@ func TestEndpointForIoT(t *testing.T) {
 	for in, want := range map[string]string{
 		"abc123-ats.iot.eu-west-1.amazonaws.com":      "greengrass-ats.iot.eu-west-1.amazonaws.com",
 		"abc123-ats.iot.us-east-2.amazonaws.com:8883": "greengrass-ats.iot.us-east-2.amazonaws.com",
-		"localhost:8883":                              "",
+		"localhost:8883": "",
 	} {
 		if got := EndpointForIoT(in); got != want {
 			t.Errorf("EndpointForIoT(%s) = %q, want %q", in, got, want)

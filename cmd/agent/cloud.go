@@ -16,7 +16,7 @@ import (
 // runCloud runs the local AWS IoT cloud until ctx is cancelled (SIGINT or
 // SIGTERM in main).
 func runCloud(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "cloud", "[--listen ADDR] [--tls-listen ADDR --tls-cert F --tls-key F --client-ca F] [--ws-listen ADDR] [--broker URL] [--data DIR] [flags]")
+	fs := newFlags(e, "cloud", "[--listen ADDR] [--tls-listen ADDR --tls-cert F --tls-key F --client-ca F] [--ws-listen ADDR] [--discovery-listen ADDR] [--broker URL] [--data DIR] [flags]")
 	d := localcloud.DefaultOptions()
 	o := d
 	fs.StringVar(&o.Listen, "listen", d.Listen, "plain MQTT listen address ('' = none)")
@@ -25,6 +25,9 @@ func runCloud(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&o.TLSKeyFile, "tls-key", "", "server private key (PEM) for --tls-listen")
 	fs.StringVar(&o.ClientCAFile, "client-ca", "", "CA (PEM) client certificates must chain to on --tls-listen")
 	fs.StringVar(&o.WSListen, "ws-listen", "", "MQTT over WebSocket listen address (any path, subprotocol mqtt)")
+	fs.StringVar(&o.DiscoveryListen, "discovery-listen", "", "Greengrass discovery (HTTPS, mutual TLS) listen address, e.g. 127.0.0.1:8443; needs --tls-listen, whose host:port it advertises as the core's")
+	discoveryHosts := fs.String("discovery-host", "", "comma-separated host names/IPs advertised as the core's connectivity entries, in order (default: the --tls-listen host; they must be in the server certificate)")
+	fs.StringVar(&o.DiscoveryCAFile, "discovery-ca", "", "group CA (PEM) advertised by discovery: the CA that signed --tls-cert (default: --client-ca)")
 	fs.StringVar(&o.Broker, "broker", "", "attach the shadow service to this external broker URL (tcp://host:port) instead of embedding one; disables the listeners")
 	fs.StringVar(&o.BrokerClientID, "broker-client-id", d.BrokerClientID, "MQTT client ID used with --broker")
 	fs.StringVar(&o.DataDir, "data", "", "store shadows durably in DIR/"+localcloud.DBFile+" (default: in memory)")
@@ -40,6 +43,11 @@ func runCloud(ctx context.Context, e *env, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	for _, h := range strings.Split(*discoveryHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			o.DiscoveryHosts = append(o.DiscoveryHosts, h)
+		}
 	}
 	var err error
 	if o.Engine.Recreate, err = parseRecreate(*recreate); err != nil {
