@@ -55,6 +55,7 @@ type runner struct {
 	stateOK bool
 
 	ic      *iot.Client
+	via     string // what ic connects to (the endpoint, or a Greengrass core)
 	sc      *shadowsync.Client
 	shadows map[string]*shadowsync.Shadow
 	events  <-chan iot.Event
@@ -168,15 +169,11 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		r.stateError(err)
 	}
 	r.state = st
-	ic, err := iotConfig(r.cfg, a.deps.Endpoint)
+	cl, via, err := a.newClient(ctx, r.cfg) // Greengrass discovery, when configured
 	if err != nil {
 		return err
 	}
-	cl, err := iot.New(ic)
-	if err != nil {
-		return fmt.Errorf("agent: connection %s: %w", endpointString(r.cfg, a.deps.Endpoint), err)
-	}
-	r.ic = cl
+	r.ic, r.via = cl, via
 	r.events, r.stopEv = cl.Watch(64)
 	so := a.deps.Shadow
 	if so.Logger == nil {
@@ -265,8 +262,8 @@ func (r *runner) awaitFirstGet(ctx context.Context) map[string]reconcile.Shadow 
 				switch ev.Type {
 				case iot.EventOnline:
 					r.online = true
-					a.log.Info("online", "endpoint", endpointString(r.cfg, a.deps.Endpoint))
-					a.emit(Event{Kind: EventOnline, Message: endpointString(r.cfg, a.deps.Endpoint)})
+					a.log.Info("online", "endpoint", r.via)
+					a.emit(Event{Kind: EventOnline, Message: r.via})
 				case iot.EventOffline, iot.EventConnectFailed:
 					if ev.Err != nil {
 						r.fail(fmt.Errorf("connection: %w", ev.Err))
@@ -341,7 +338,7 @@ func sysfs(root string) string {
 func (r *runner) connect(ctx context.Context) {
 	defer r.wg.Done()
 	if err := r.ic.Connect(ctx); err != nil && ctx.Err() == nil {
-		r.a.log.Error("connecting failed; retrying in the background", "endpoint", endpointString(r.cfg, r.a.deps.Endpoint), "err", err)
+		r.a.log.Error("connecting failed; retrying in the background", "endpoint", r.via, "err", err)
 	}
 }
 
@@ -634,8 +631,8 @@ func (r *runner) connEvent(ctx context.Context, ev iot.Event) {
 	case iot.EventOnline:
 		if !r.online {
 			r.online = true
-			a.log.Info("online", "endpoint", endpointString(r.cfg, a.deps.Endpoint))
-			a.emit(Event{Kind: EventOnline, Message: endpointString(r.cfg, a.deps.Endpoint)})
+			a.log.Info("online", "endpoint", r.via)
+			a.emit(Event{Kind: EventOnline, Message: r.via})
 		}
 		r.wg.Add(1)
 		go r.getShadows(ctx)
@@ -1023,7 +1020,7 @@ func (r *runner) publishStatus() {
 func (r *runner) liveStatus() Status {
 	var s Status
 	st := r.ic.Stats()
-	s.Connection = ConnectionStatus{Endpoint: endpointString(r.cfg, r.a.deps.Endpoint), State: st.State.String(),
+	s.Connection = ConnectionStatus{Endpoint: r.via, State: st.State.String(),
 		Since: st.OnlineSince, Connects: st.Connects, Drops: st.Drops, Queued: st.Queued, Dropped: st.Dropped, LastErrorAt: st.LastErrorAt}
 	if st.LastError != nil {
 		s.Connection.LastError = st.LastError.Error()

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -116,4 +117,17 @@ func (fp fileParser) discovery(p kv, c Connection) Discovery {
 		fp.errf(p.key, "discovery needs the device certificate (transport tls or alpn): the discovery API and the Greengrass core authenticate the device by mutual TLS, not %s", transportWord(c.Transport))
 	}
 	return d
+}
+
+// Describe says in one line what the agent will connect through, for
+// `agent validate` and `agent plan`: "" when discovery is off.
+func (d Discovery) Describe(endpoint string) string {
+	if !d.Enabled {
+		return ""
+	}
+	s := fmt.Sprintf("Greengrass discovery at %s (%d tries, %v each), then the first core address that answers", d.Endpoint, d.Attempts, d.Timeout)
+	if d.Fallback {
+		return s + "; fallback: " + endpoint
+	}
+	return s + "; no fallback"
 }

@@ -82,3 +82,17 @@ func TestDiscoveryConfigProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestDiscoveryDescribe(t *testing.T) {
+	d := config.Discovery{Enabled: true, Endpoint: "gg:8443", Attempts: 3, Timeout: 10 * time.Second, Fallback: true}
+	if got, want := d.Describe("iot:8883"), "Greengrass discovery at gg:8443 (3 tries, 10s each), then the first core address that answers; fallback: iot:8883"; got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
+	d.Fallback = false
+	if got := d.Describe("iot:8883"); !strings.HasSuffix(got, "; no fallback") {
+		t.Errorf("Describe = %q", got)
+	}
+	if got := (config.Discovery{}).Describe("x"); got != "" {
+		t.Errorf("disabled: %q", got)
+	}
+}

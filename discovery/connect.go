@@ -42,7 +42,10 @@ type Connection struct {
 	// Client is connected to Candidate, or (Fallback) created for the IoT
 	// Core endpoint and not connected yet: call Connect, which keeps
 	// retrying in the background as for any iot client.
-	Client    *iot.Client
+	Client *iot.Client
+	// Config is the client's configuration, for a caller that closes this
+	// client and builds its own the same way.
+	Config    iot.Config
 	Candidate Candidate
 	Fallback  bool
 	// Failed lists the entries tried before, with their errors.
@@ -87,12 +90,12 @@ func Connect(ctx context.Context, resp *Response, o ConnectOptions) (*Connection
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("discovery: connecting to a core: %w", err)
 		}
-		cl, err := tryCandidate(ctx, c, o)
+		cl, cfg, err := tryCandidate(ctx, c, o)
 		if err != nil {
 			fail(c, err)
 			continue
 		}
-		return &Connection{Client: cl, Candidate: c, Failed: failed}, nil
+		return &Connection{Client: cl, Config: cfg, Candidate: c, Failed: failed}, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("discovery: connecting to a core: %w", err)
@@ -104,18 +107,18 @@ func Connect(ctx context.Context, resp *Response, o ConnectOptions) (*Connection
 	if err != nil {
 		return nil, fmt.Errorf("discovery: no core reachable, and the fallback connection is unusable: %w", err)
 	}
-	return &Connection{Client: cl, Fallback: true, Failed: failed}, nil
+	return &Connection{Client: cl, Config: o.Device, Fallback: true, Failed: failed}, nil
 }
 
 // tryCandidate makes one connection attempt to one entry.
-func tryCandidate(ctx context.Context, c Candidate, o ConnectOptions) (*iot.Client, error) {
+func tryCandidate(ctx context.Context, c Candidate, o ConnectOptions) (*iot.Client, iot.Config, error) {
 	ep, err := c.Entry.Endpoint()
 	if err != nil {
-		return nil, err
+		return nil, iot.Config{}, err
 	}
 	caFile, err := WriteGroupCA(o.CADir, c)
 	if err != nil {
-		return nil, err
+		return nil, iot.Config{}, err
 	}
 	cfg := o.Device
 	cfg.Endpoint = ep
@@ -127,15 +130,15 @@ func tryCandidate(ctx context.Context, c Candidate, o ConnectOptions) (*iot.Clie
 	}
 	cl, err := iot.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
 	if err := connectOnce(ctx, cl, o.EntryTimeout); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = cl.Close(cctx)
-		return nil, err
+		return nil, cfg, err
 	}
-	return cl, nil
+	return cl, cfg, nil
 }
 
 // connectOnce waits for the client's first attempt only: iot.Client.Connect

@@ -28,7 +28,11 @@ func runPlan(_ context.Context, e *env, args []string) error {
 // writePlan prints the plan table, then the interlock groups and the
 // outputs' safety settings.
 func writePlan(e *env, cfg *config.Config) {
-	fmt.Fprintf(e.stdout, "thing %s on %s (%s)\n\n", cfg.Thing, cfg.Profile.Title, cfg.Profile.Name)
+	fmt.Fprintf(e.stdout, "thing %s on %s (%s)\n", cfg.Thing, cfg.Profile.Title, cfg.Profile.Name)
+	if d := cfg.Connection.Discovery.Describe(cfg.Connection.Endpoint); d != "" {
+		fmt.Fprintf(e.stdout, "connection: %s\n", d)
+	}
+	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SHADOW KEY\tDEVICE\tPROPERTY\tWIRING\tDIRECTION\tINTERVAL")
 	for _, r := range cfg.Plan() {

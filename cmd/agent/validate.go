@@ -29,6 +29,9 @@ func runValidate(_ context.Context, e *env, args []string) error {
 	}
 	s := cfg.Spec()
 	fmt.Fprintf(e.stdout, "ok: %d devices, %d desired keys, %d reported keys\n", len(cfg.Devices), len(s.Desired), len(s.Reported))
+	if d := cfg.Connection.Discovery.Describe(cfg.Connection.Endpoint); d != "" {
+		fmt.Fprintf(e.stdout, "connection: %s\n", d)
+	}
 	return nil
 }
 

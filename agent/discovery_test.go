@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pinshadow/pinshadow/hal/fake"
+	"github.com/pinshadow/pinshadow/localcloud"
+	"github.com/pinshadow/pinshadow/localcloud/devcerts"
+	"github.com/pinshadow/pinshadow/shadowsync"
+)
+
+// ggCloud is the local cloud as a Greengrass core: plain MQTT (for the
+// app), MQTT over mutual TLS (the core) and the discovery listener.
+func ggCloud(t *testing.T, pki string) (c *cloud, mqtts, disc string) {
+	t.Helper()
+	o := localcloud.DefaultOptions()
+	o.Listen, o.TLSListen, o.DiscoveryListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	o.TLSCertFile = filepath.Join(pki, devcerts.ServerCertFile)
+	o.TLSKeyFile = filepath.Join(pki, devcerts.ServerKeyFile)
+	o.ClientCAFile = filepath.Join(pki, devcerts.CACertFile)
+	o.RatePerThing, o.MaxInFlight = 0, 0
+	s, err := localcloud.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	c = &cloud{t: t, srv: s}
+	t.Cleanup(c.stop)
+	for _, ep := range s.Endpoints() {
+		switch ep.Name {
+		case "mqtt":
+			c.addr = ep.Addr.String()
+		case "mqtts":
+			mqtts = ep.Addr.String()
+		case "discovery":
+			disc = ep.Addr.String()
+		}
+	}
+	return c, mqtts, disc
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// ggConfig is one relay, with discovery at disc and endpoint as the
+// fallback.
+func ggConfig(pki, endpoint, disc string) string {
+	return `
+thing: gg1
+board: pi4b
+state_dir: ${STATE}
+connection:
+  endpoint: "` + endpoint + `"
+  cert: ` + filepath.Join(pki, devcerts.DeviceCertFile) + `
+  key: ` + filepath.Join(pki, devcerts.DeviceKeyFile) + `
+  ca: ` + filepath.Join(pki, devcerts.CACertFile) + `
+  backoff: {base: 20ms, max: 200ms, stable: 1s, jitter: none}
+  discovery:
+    endpoint: "` + disc + `"
+    attempts: 1
+    timeout: 2s
+    connect_timeout: 2s
+devices:
+  - {id: heater, driver: relay, pin: GPIO17}
+shadows:
+  - desired:
+      heater: {device: heater, boot: false}
+`
+}
+
+// runGG runs an agent on cfgYAML until the test ends and returns it once
+// converged.
+func runGG(t *testing.T, yaml, state string) *Agent {
+	t.Helper()
+	cfg := parseConfig(t, yaml, state)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ag, err := New(cfg, Deps{HAL: fake.New(), Logger: log, StopTimeout: 3 * time.Second,
+		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Error("agent did not stop")
+		}
+	})
+	select {
+	case <-ag.Ready():
+	case err := <-done:
+		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(wait):
+		t.Fatalf("agent never converged: %+v", ag.Status().Connection)
+	}
+	return ag
+}
+
+// heaterFollows: a desired change made in the cloud reaches the relay and
+// comes back reported.
+func heaterFollows(t *testing.T, c *cloud, v bool) {
+	t.Helper()
+	app := newApp(t, c, "gg1")
+	defer app.close()
+	app.desire(t, `{"heater":`+strconv.FormatBool(v)+`}`)
+	app.waitDoc(t, "heater reported "+strconv.FormatBool(v), func(d *shadowsync.Document) bool {
+		return d.Reported["heater"] == v
+	})
+}
+
+func TestAgentThroughGreengrassDiscovery(t *testing.T) {
+	pki := t.TempDir()
+	if err := devcerts.WriteSet(pki, "gg1", false); err != nil {
+		t.Fatal(err)
+	}
+	c, mqtts, disc := ggCloud(t, pki)
+	state := t.TempDir()
+	// The endpoint (fallback) is a closed port: only the core can work.
+	yaml := ggConfig(pki, "127.0.0.1:"+freePort(t), disc)
+
+	t.Run("discovers the core and keeps the shadow through it", func(t *testing.T) {
+		ag := runGG(t, yaml, state)
+		if ep := ag.Status().Connection.Endpoint; !strings.Contains(ep, "mqtts://"+mqtts) || !strings.Contains(ep, "Greengrass core "+localcloud.DiscoveryCoreArn) {
+			t.Errorf("status endpoint %q, want the local core at %s", ep, mqtts)
+		}
+		heaterFollows(t, c, true)
+		if _, err := os.Stat(filepath.Join(state, DiscoveryDir, discoveryCache)); err != nil {
+			t.Errorf("discovery answer not kept: %v", err)
+		}
+	})
+	t.Run("offline start uses the last answer", func(t *testing.T) {
+		ag := runGG(t, ggConfig(pki, "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)), state)
+		if ep := ag.Status().Connection.Endpoint; !strings.Contains(ep, "mqtts://"+mqtts) {
+			t.Errorf("status endpoint %q, want the cached core at %s", ep, mqtts)
+		}
+		heaterFollows(t, c, false)
+	})
+	t.Run("falls back to the endpoint", func(t *testing.T) {
+		ag := runGG(t, ggConfig(pki, mqtts, "127.0.0.1:"+freePort(t)), t.TempDir())
+		if ep := ag.Status().Connection.Endpoint; !strings.Contains(ep, "discovery fallback") {
+			t.Errorf("status endpoint %q, want the fallback", ep)
+		}
+		heaterFollows(t, c, true)
+	})
+}
