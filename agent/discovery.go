@@ -43,6 +43,9 @@ func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (*iot.Client,
 	}
 	conn, err := a.discover(ctx, cfg, ic)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", fmt.Errorf("agent: Greengrass discovery: %w", err)
+		}
 		if !d.Fallback {
 			return nil, "", fmt.Errorf("agent: Greengrass discovery: %w (set connection.discovery.fallback: true to use the endpoint instead)", err)
 		}
