@@ -181,9 +181,31 @@ func (d *discoveryServer) close() {
 
 // apiError answers in AWS's error shape.
 func apiError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
+	b, _ := json.Marshal(map[string]string{"message": msg})
+	reply(w, status, b)
+}
+
+// reply writes the response itself, with lower-case header names: the v1
+// SDK reads the body length with a case-sensitive "content-length: N", and
+// net/http would send "Content-Length". One request per connection, as
+// the v1 SDK makes.
+func reply(w http.ResponseWriter, status int, body []byte) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n",
+		status, http.StatusText(status), len(body))
+	_, _ = buf.Write(body)
+	_ = buf.Flush()
 }
 
 func (d *discoveryServer) handle(w http.ResponseWriter, r *http.Request) {
@@ -193,7 +215,6 @@ func (d *discoveryServer) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
 		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
@@ -210,7 +231,5 @@ func (d *discoveryServer) handle(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.log.Info("discovery", "thing", thing, "client_cn", cn)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(d.body)))
-	_, _ = w.Write(d.body)
+	reply(w, http.StatusOK, d.body)
 }

@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,5 +132,42 @@ func TestDiscoveryOptions(t *testing.T) {
 	o.DiscoveryCAFile = filepath.Join(dir, devcerts.CAKeyFile)
 	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("CA file without a certificate: %v", err)
+	}
+}
+
+// TestDiscoveryAsTheV1SDKReadsIt sends the v1 Python SDK's exact request
+// and parses the answer its way: headers up to CRLFCRLF, the status from
+// "HTTP/1.1 (\d+) ", the length from a case-sensitive "content-length:
+// (\d+)\r\n", then exactly that many bytes.
+func TestDiscoveryAsTheV1SDKReadsIt(t *testing.T) {
+	dir := t.TempDir()
+	if err := devcerts.WriteSet(dir, "v1-thing", false); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, discoveryServerOpts(t, dir))
+	addr := endpoint(t, s, "discovery")
+	dev, err := tls.LoadX509KeyPair(filepath.Join(dir, devcerts.DeviceCertFile), filepath.Join(dir, devcerts.DeviceKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for thing, status := range map[string]string{"v1-thing": "200", "bad%20thing": "400"} {
+		cfg := clientTLS(t, dir, &dev)
+		cfg.NextProtos = []string{DiscoveryALPN} // as on port 443
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /greengrass/discover/thing/%s HTTP/1.1\r\nHost: %s\r\n\r\n", thing, addr)
+		raw, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, body, ok := strings.Cut(string(raw), "\r\n\r\n")
+		m := regexp.MustCompile(`HTTP/1.1 (\d+) `).FindStringSubmatch(head)
+		n := regexp.MustCompile(`content-length: (\d+)\r\n`).FindStringSubmatch(head + "\r\n")
+		if !ok || m == nil || m[1] != status || n == nil || n[1] != strconv.Itoa(len(body)) {
+			t.Errorf("%s: status %v, length %v for a %d-byte body:\n%s", thing, m, n, len(body), head)
+		}
 	}
 }
