@@ -1,0 +1,57 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pinshadow/pinshadow/localcloud"
+)
+
+// TestEndToEndWithTheLocalCloudAsCore: discovery over mutual TLS from the
+// local cloud, connect to the core it describes, and a shadow update
+// round-trips.
+func TestEndToEndWithTheLocalCloudAsCore(t *testing.T) {
+	dir := pki(t, "e2e-thing")
+	core := localCore(t, dir)
+	dh, dp := listenerAddr(t, core, "discovery")
+	_, mp := listenerAddr(t, core, "mqtts")
+	c := newClient(t, dir, net.JoinHostPort(dh, strconv.Itoa(dp)), nil)
+
+	var retried int
+	resp, err := Retry{Sleep: func(context.Context, time.Duration) error { return nil }, OnRetry: func(int, error, time.Duration) { retried++ }}.
+		Do(context.Background(), c, "e2e-thing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands := resp.Candidates()
+	if len(cands) != 1 || cands[0].GroupID != localcloud.DiscoveryGroupID || cands[0].CoreArn != localcloud.DiscoveryCoreArn ||
+		cands[0].Entry.HostAddress != "127.0.0.1" || cands[0].Entry.PortNumber != mp || retried != 0 {
+		t.Fatalf("discovered %+v (retried %d), want the local cloud's mqtts listener", cands, retried)
+	}
+	conn, err := Connect(context.Background(), resp, ConnectOptions{Device: device(dir, "e2e-thing"), CADir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient(t, conn.Client)
+	if conn.Fallback || conn.Candidate.CoreArn != localcloud.DiscoveryCoreArn {
+		t.Fatalf("connected via %s", conn.Endpoint())
+	}
+	shadowRoundTrip(t, conn.Client, "e2e-thing")
+
+	t.Run("ALPN x-amzn-http-ca as on port 443", func(t *testing.T) {
+		c := newClient(t, dir, net.JoinHostPort(dh, strconv.Itoa(dp)), nil)
+		c.tr.TLSClientConfig.NextProtos = []string{ALPNProtocol}
+		if _, err := c.Discover(context.Background(), "e2e-thing"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("invalid thing name is 400", func(t *testing.T) {
+		if _, err := c.Discover(context.Background(), "no spaces allowed"); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("err = %v, want ErrBadRequest", err)
+		}
+	})
+}
