@@ -31,6 +31,7 @@ type Agent struct {
 	cfg     *config.Config
 	snap    Status
 	statusf func() Status // live parts of the status while running
+	live    *runner       // the running loop's shadows (nil when stopped)
 
 	running atomic.Bool
 	beat    atomic.Int64 // unix nanos of the last loop iteration

@@ -203,6 +203,7 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	}
 	a.mu.Lock()
 	a.statusf = r.liveStatus
+	a.live = r
 	a.mu.Unlock()
 	r.wg.Add(2)
 	go r.connect(ictx)
@@ -1065,6 +1066,7 @@ func (r *runner) stop(ctx context.Context) {
 	}
 	a.mu.Lock()
 	a.statusf = nil
+	a.live = nil
 	if r.ic != nil {
 		st := r.ic.Stats()
 		a.snap.Connection.State = iot.StateClosed.String()

@@ -50,6 +50,14 @@ type Options struct {
 	// Ready, if set, is called once the cloud is up and the agent started,
 	// with the broker's address (tests drive the run from there).
 	Ready func(addr string)
+	// Attach, if set, is called once the agent is started, with the
+	// controls a live console uses (desired changes from the cloud side,
+	// fault injection). With Attach the cloud side always runs and shadows
+	// are kept on disk, so a broker restart from the console keeps them.
+	Attach func(*Controls)
+	// Events, if set, receives every agent event too (from the agent's
+	// goroutines; it must not block).
+	Events func(agent.Event)
 }
 
 // Run runs a simulation: the local cloud in-process, the simulated
@@ -77,7 +85,10 @@ func Run(ctx context.Context, o Options) error {
 	for _, st := range sc.Steps {
 		restarts = restarts || st.Kind == StepRestartBroker
 	}
-	if restarts && o.Cloud != "" {
+	if o.Attach != nil {
+		restarts = true // the console may restart the broker
+	}
+	if restarts && o.Cloud != "" && o.Attach == nil {
 		return fmt.Errorf("%w: restart_broker needs the in-process cloud; drop --cloud or the step", ErrScenario)
 	}
 
@@ -134,7 +145,7 @@ func Run(ctx context.Context, o Options) error {
 	defer world.Close()
 
 	var actor *Actor
-	if len(sc.Steps) > 0 || !o.Quiet {
+	if len(sc.Steps) > 0 || !o.Quiet || o.Attach != nil {
 		shadows := []string{""}
 		for _, s := range cfg.Shadows {
 			if s.Name != "" {
@@ -149,8 +160,15 @@ func Run(ctx context.Context, o Options) error {
 		defer actor.Close(context.WithoutCancel(ctx))
 	}
 
+	events := acct.Agent
+	if o.Events != nil {
+		events = func(e agent.Event) {
+			acct.Agent(e)
+			o.Events(e)
+		}
+	}
 	ag, err := agent.New(cfg, agent.Deps{HAL: world.HAL(), SysRoot: o.World.SysRoot, Endpoint: "tcp://" + addr,
-		Logger: o.Logger.With("part", "agent"), Events: acct.Agent})
+		Logger: o.Logger.With("part", "agent"), Events: events})
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
@@ -170,6 +188,9 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	if o.Ready != nil {
 		o.Ready(addr)
+	}
+	if o.Attach != nil {
+		o.Attach(&Controls{Agent: ag, world: world, actor: actor, acct: acct, restart: restart})
 	}
 
 	p := player{world: world, actor: actor, acct: acct, restart: restart}

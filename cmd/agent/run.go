@@ -16,6 +16,7 @@ import (
 	"github.com/pinshadow/pinshadow/agent/sdnotify"
 	"github.com/pinshadow/pinshadow/board"
 	"github.com/pinshadow/pinshadow/config"
+	"github.com/pinshadow/pinshadow/console"
 )
 
 // runOptions is what runAgent needs besides the flags; runRun fills it from
@@ -25,6 +26,7 @@ type runOptions struct {
 	logFormat  string
 	logLevel   string
 	statusAddr string
+	web        *consoleFlags        // the web console (nil: none)
 	deps       agent.Deps           // HAL, endpoint, … (zero: the real machine)
 	hup        <-chan os.Signal     // reload requests
 	getenv     func(string) string  // NOTIFY_SOCKET, WATCHDOG_USEC
@@ -34,12 +36,13 @@ type runOptions struct {
 
 // runRun is `agent run`: the daemon.
 func runRun(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "run", "--config FILE [--log-format text|json] [--log-level LEVEL] [--status-addr ADDR]")
+	fs := newFlags(e, "run", "--config FILE [--log-format text|json] [--log-level LEVEL] [--status-addr ADDR] [--http ADDR [--http-write] [--http-token T]]")
 	o := runOptions{}
 	fs.StringVar(&o.configPath, "config", "", "configuration file (required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (json for journald/log shippers)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.statusAddr, "status-addr", "", "serve `agent status` on this address: host:port (HTTP) or unix:PATH (default: unix socket status.sock in state_dir)")
+	o.web = addConsoleFlags(fs, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -107,9 +110,27 @@ func runAgent(ctx context.Context, e *env, o runOptions) error {
 	}
 	deps := o.deps
 	deps.Logger = log
+	var wc *runningConsole
+	if o.web != nil {
+		if wc, err = o.web.start(log.With("part", "console")); err != nil {
+			return err
+		}
+	}
+	if wc != nil {
+		defer wc.stop()
+		if prev := deps.Events; prev != nil {
+			deps.Events = func(ev agent.Event) { prev(ev); wc.srv.Publish(ev) }
+		} else {
+			deps.Events = wc.srv.Publish
+		}
+	}
 	a, err := agent.New(cfg, deps)
 	if err != nil {
 		return &exitError{code: 1, err: err}
+	}
+	if wc != nil {
+		wc.srv.Attach(console.Source{Mode: "run", Agent: a, Desired: a.UpdateDesired})
+		log.Info("web console", "url", wc.url, "write", o.web.write)
 	}
 	if o.started != nil {
 		o.started(a)

@@ -7,16 +7,18 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/pinshadow/pinshadow/agent"
 	"github.com/pinshadow/pinshadow/board"
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/configs"
+	"github.com/pinshadow/pinshadow/console"
 	"github.com/pinshadow/pinshadow/sim"
 )
 
 // runSim runs the simulated greenhouse: the local cloud in-process, the
 // agent on simulated hardware, and a scripted cloud side.
 func runSim(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "sim", "[--config FILE] [--scenario FILE] [--duration D] [--listen ADDR | --cloud ADDR] [--quiet | --json]")
+	fs := newFlags(e, "sim", "[--config FILE] [--scenario FILE] [--duration D] [--listen ADDR | --cloud ADDR] [--quiet | --json] [--http ADDR|off] [--http-write] [--http-token T]")
 	cfgPath := fs.String("config", "", "device configuration (default: configs/sim.yaml, built in)")
 	scPath := fs.String("scenario", "", "scenario: a YAML list of timed steps (default: configs/scenarios/default.yaml, built in; 'none' for no steps)")
 	duration := fs.Duration("duration", 0, "stop after this long and exit 0 (default: run the scenario, then until Ctrl-C)")
@@ -25,6 +27,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	quiet := fs.Bool("quiet", false, "print only desired changes, rejections, deltas cleared, faults and connection changes")
 	asJSON := fs.Bool("json", false, "print the account as one JSON object per line")
 	logLevel := fs.String("log-level", "error", "agent and cloud logs on stderr: debug, info, warn or error")
+	web := addConsoleFlags(fs, defaultSimConsole)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,6 +50,21 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	var events func(agent.Event)
+	var attach func(*sim.Controls)
+	wc, err := web.start(logger.With("part", "console"))
+	if err != nil {
+		return err
+	}
+	if wc != nil {
+		defer wc.stop()
+		fmt.Fprintf(e.stdout, "web console: %s\n", wc.url)
+		events = wc.srv.Publish
+		attach = func(c *sim.Controls) {
+			wc.srv.Attach(console.Source{Mode: "sim", Agent: c.Agent, Desired: c.Desired, Faults: simFaults{c}})
+		}
+	}
 	err = sim.Run(ctx, sim.Options{
 		Config:   cfg,
 		Scenario: sc,
@@ -56,7 +74,9 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		Out:      e.stdout,
 		JSON:     *asJSON,
 		Quiet:    *quiet,
-		Logger:   slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
+		Logger:   logger,
+		Events:   events,
+		Attach:   attach,
 	})
 	var probs config.Errors
 	if errors.As(err, &probs) {
