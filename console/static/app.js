@@ -27,6 +27,7 @@
   function show(v) {
     if (v === undefined || v === null) return "—";
     if (typeof v === "object") return JSON.stringify(v);
+    if (typeof v === "number" && !Number.isInteger(v)) return String(+v.toFixed(3));
     return String(v);
   }
   function json(v) { return v == null ? "{}" : JSON.stringify(v, null, 1); }
@@ -34,6 +35,7 @@
     const d = new Date(t);
     return isNaN(d) ? "" : d.toLocaleTimeString([], { hour12: false });
   }
+  function duration(ms) { return ms < 1 ? Math.round(ms * 1000) + " µs" : ms < 1000 ? ms.toFixed(1) + " ms" : (ms / 1000).toFixed(2) + " s"; }
   function num(v) { const n = typeof v === "number" ? v : parseFloat(v); return isFinite(n) ? n : null; }
   function setBadge(node, text, cls) { node.textContent = text; node.className = "badge " + (cls || ""); }
 
@@ -44,7 +46,7 @@
     $("mode").textContent = s.mode ? "agent " + s.mode : "";
     const c = s.connection || {};
     const cls = c.state === "online" ? "ok" : (c.state === "offline" || c.state === "closed") ? "bad" : "warn";
-    setBadge($("conn"), "cloud: " + (c.state || "unknown") + (c.drops ? " (" + c.drops + " drops)" : ""), cls);
+    setBadge($("conn"), "cloud: " + (c.state || "unknown") + (c.drops ? " (" + c.drops + (c.drops === 1 ? " drop)" : " drops)") : ""), cls);
     const err = c.last_error || s.last_error;
     const le = $("lasterror");
     le.hidden = !err;
@@ -70,7 +72,7 @@
       r.result.className = "result status-" + (k.status || "none");
       r.result.textContent = k.status || "—";
       if (k.message) r.result.append(el("span", { class: "reason", text: k.message }));
-      r.latency.textContent = k.latency_ms ? k.latency_ms.toFixed(1) + " ms" : "—";
+      r.latency.textContent = k.latency_ms ? duration(k.latency_ms) : "—";
       r.button.disabled = !s.can_set_desired;
       r.input.disabled = !s.can_set_desired;
     }
@@ -93,13 +95,15 @@
       input, button,
       el("span", { id: id + "-hint", class: "visually-hidden", text: "Allowed: " + hint(k) }));
     form.addEventListener("submit", (ev) => { ev.preventDefault(); setDesired(k.key, input, button); });
+    // data-label names each cell where the table is laid out as cards
+    // (phone width).
     const r = {
       tr, input, button,
-      desired: el("td", { class: "desired" }), hw: el("td", { class: "hardware" }),
-      result: el("td", { class: "result" }), latency: el("td", { class: "latency" }),
+      desired: el("td", { class: "desired", "data-label": "Applied" }), hw: el("td", { class: "hardware", "data-label": "Hardware" }),
+      result: el("td", { class: "result", "data-label": "Result" }), latency: el("td", { class: "latency", "data-label": "Latency" }),
     };
-    tr.append(el("th", { scope: "row", text: k.key }), el("td", { text: k.device + "." + k.property }),
-      r.desired, r.hw, r.result, r.latency, el("td", { class: "w" }, form));
+    tr.append(el("th", { scope: "row", text: k.key }), el("td", { "data-label": "Output", text: k.device + "." + k.property }),
+      r.desired, r.hw, r.result, r.latency, el("td", { class: "w", "data-label": "Set desired" }, form));
     return r;
   }
 
@@ -236,7 +240,7 @@
     if (e.value !== undefined) parts.push(show(e.value));
     if (e.status) parts.push(e.status);
     if (e.message) parts.push("— " + e.message);
-    if (e.latency_ms) parts.push("(" + e.latency_ms.toFixed(1) + " ms)");
+    if (e.latency_ms) parts.push("(" + duration(e.latency_ms) + ")");
     return parts.join(" ");
   }
   function addEvent(e) {
