@@ -14,6 +14,8 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Headless Chromium for the web console's browser test.
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -41,6 +43,12 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 12m ./...
+
+# The web console in headless Chromium against `agent sim` (build tag
+# browser); its screenshots stay in dist/console-screenshots.
+echo "== web console in headless Chromium"
+PINSHADOW_ARTIFACTS="${PINSHADOW_ARTIFACTS:-$PWD/dist/console-screenshots}" \
+  go test -tags browser -count=1 -timeout 5m -run '^TestBrowser' -v ./cmd/agent/
 
 # ---- issue 6: ARM builds, cross-arch tests, hardware-in-the-loop VM ---------
 # (scripts/qemu-test.sh, scripts/cross-build.sh, scripts/hil.sh install what
