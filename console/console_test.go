@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -147,6 +148,7 @@ func TestStatusShowsShadowsKeysSensorsAndHistory(t *testing.T) {
 	for i, v := range []float64{20.5, 20.9, 21.4} {
 		r.srv.Publish(agent.Event{Time: now.Add(time.Duration(i) * time.Second), Kind: agent.EventSensor, Key: "temperature", Value: v})
 	}
+	r.srv.Publish(agent.Event{Time: now, Kind: agent.EventReject, Key: "fan", Value: 150.0, Status: "rejected", Message: "fan: 150 % is outside 0…100 %"})
 	res, body := r.do(t, "GET", "/api/status", "", nil)
 	if res.StatusCode != 200 {
 		t.Fatalf("status %d: %s", res.StatusCode, body)
@@ -175,8 +177,8 @@ func TestStatusShowsShadowsKeysSensorsAndHistory(t *testing.T) {
 	if len(s.Sensors) != 1 || len(s.Sensors[0].History) != 3 || s.Sensors[0].History[2][1] != 21.4 {
 		t.Errorf("sensors = %+v, want temperature with its three readings", s.Sensors)
 	}
-	if len(s.Events) != 3 || s.Events[0].Kind != "sensor" || !s.Full {
-		t.Errorf("events = %+v, want the three readings", s.Events)
+	if len(s.Events) != 1 || s.Events[0].Kind != "reject" || !s.Full {
+		t.Errorf("events = %+v, want the rejection alone (readings are in the history)", s.Events)
 	}
 }
 
@@ -561,5 +563,25 @@ func TestNotAttachedSaysStarting(t *testing.T) {
 	var s Snapshot
 	if err := json.NewDecoder(res.Body).Decode(&s); err != nil || s.Attached || s.Connection.State != "starting" {
 		t.Errorf("before Attach: %+v (%v)", s, err)
+	}
+}
+
+// The recent list is a ring: the newest events, oldest first.
+func TestRecentEventsKeepTheNewest(t *testing.T) {
+	h := newHub(3, 2)
+	for i := range 5 {
+		h.publish(agent.Event{Kind: agent.EventDelta, Message: fmt.Sprint(i)})
+		h.publish(agent.Event{Kind: agent.EventIteration})
+		h.publish(agent.Event{Kind: agent.EventSensor, Key: "t", Value: float64(i), Time: time.UnixMilli(int64(i))})
+	}
+	var got []string
+	for _, e := range h.events() {
+		got = append(got, e.Message)
+	}
+	if strings.Join(got, ",") != "2,3,4" {
+		t.Errorf("recent = %v, want 2,3,4", got)
+	}
+	if p := h.historyOf("t"); len(p) != 2 || p[0][1] != 3 || p[1][1] != 4 {
+		t.Errorf("history = %v, want the last two readings", p)
 	}
 }

@@ -69,11 +69,15 @@ func (h *hub) publish(e agent.Event) {
 	defer h.mu.Unlock()
 	h.seq++
 	v.Seq = h.seq
-	if len(h.recent) < h.limit {
-		h.recent = append(h.recent, v)
-	} else {
-		h.recent[h.next] = v
-		h.next = (h.next + 1) % h.limit
+	// Readings live in the histories: in the recent list they would push
+	// out the rarer events a person is looking for.
+	if e.Kind != agent.EventSensor {
+		if len(h.recent) < h.limit {
+			h.recent = append(h.recent, v)
+		} else {
+			h.recent[h.next] = v
+			h.next = (h.next + 1) % h.limit
+		}
 	}
 	if e.Kind == agent.EventSensor && e.Key != "" {
 		if f, ok := number(e.Value); ok {

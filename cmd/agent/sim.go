@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,7 +60,12 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	}
 	if wc != nil {
 		defer wc.stop()
-		fmt.Fprintf(e.stdout, "web console: %s\n", wc.url)
+		if *asJSON {
+			b, _ := json.Marshal(map[string]any{"t": 0, "kind": "console", "text": "web console: " + wc.url, "url": wc.url})
+			fmt.Fprintf(e.stdout, "%s\n", b)
+		} else {
+			fmt.Fprintf(e.stdout, "web console: %s\n", wc.url)
+		}
 		events = wc.srv.Publish
 		attach = func(c *sim.Controls) {
 			wc.srv.Attach(console.Source{Mode: "sim", Agent: c.Agent, Desired: c.Desired, Faults: simFaults{c}})
