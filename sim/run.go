@@ -85,10 +85,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, st := range sc.Steps {
 		restarts = restarts || st.Kind == StepRestartBroker
 	}
-	if o.Attach != nil {
-		restarts = true // the console may restart the broker
-	}
-	if restarts && o.Cloud != "" && o.Attach == nil {
+	if restarts && o.Cloud != "" {
 		return fmt.Errorf("%w: restart_broker needs the in-process cloud; drop --cloud or the step", ErrScenario)
 	}
 
@@ -116,7 +113,9 @@ func Run(ctx context.Context, o Options) error {
 			listen = "127.0.0.1:0"
 		}
 		dataDir := ""
-		if restarts {
+		// A console may restart the broker too.
+		persist := restarts || o.Attach != nil
+		if persist {
 			// Shadows must outlive the broker, as they do on AWS.
 			dataDir = stateDir
 		}
@@ -127,7 +126,7 @@ func Run(ctx context.Context, o Options) error {
 		defer cloud.Close()
 		addr = cloud.Addr()
 		where := "shadows in memory"
-		if restarts {
+		if persist {
 			where = "shadows in a temporary directory, so they survive restart_broker"
 		}
 		acct.Printf(KindCloud, "local AWS IoT cloud on %s (%s)", addr, where)
