@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/pinshadow/pinshadow/console"
 	"github.com/pinshadow/pinshadow/sim"
@@ -54,14 +55,10 @@ func (cf *consoleFlags) start(log *slog.Logger) (*runningConsole, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --http: %v", errUsage, err)
 	}
-	token := cf.token
-	if token == "" && console.CheckExposure(ln.Addr(), "") != nil {
-		var b [16]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("console: generating a token: %w", err)
-		}
-		token = hex.EncodeToString(b[:])
+	token, err := consoleToken(ln.Addr(), cf.token)
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
 	srv := console.New(console.Options{Write: cf.write, Token: token, Logger: log})
 	rc := &runningConsole{srv: srv, url: console.URL(ln, token)}
@@ -78,6 +75,19 @@ func (cf *consoleFlags) start(log *slog.Logger) (*runningConsole, error) {
 	}()
 	rc.stop = func() { cancel(); <-done }
 	return rc, nil
+}
+
+// consoleToken is the token the console requires on addr: the one given,
+// else a random one when addr is not loopback, else none.
+func consoleToken(addr net.Addr, given string) (string, error) {
+	if given != "" || console.CheckExposure(addr, "") == nil {
+		return given, nil
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("console: generating a token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // simFaults adapts the simulation's controls to the console.
