@@ -48,16 +48,13 @@ type sub struct {
 	lagged bool // set under hub.mu when an event was dropped
 }
 
-// noisy kinds are not kept in the recent list (one per loop iteration);
-// they still reach the streams' status throttle.
-var noisy = map[agent.EventKind]bool{agent.EventIteration: true}
-
 func newHub(recent, history int) *hub {
 	return &hub{limit: recent, hlimit: history, history: map[string][]Point{}, subs: map[*sub]struct{}{}}
 }
 
 func (h *hub) publish(e agent.Event) {
-	if noisy[e.Kind] {
+	// One per loop iteration, at least every second: nothing to show.
+	if e.Kind == agent.EventIteration {
 		return
 	}
 	v := EventView{Time: e.Time, Kind: string(e.Kind), Shadow: e.Shadow, Key: e.Key, Device: e.Device,

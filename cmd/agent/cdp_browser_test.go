@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"regexp"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,9 @@ func startChromium(ctx context.Context, t *testing.T, bin string) *chromium {
 	t.Helper()
 	profile := t.TempDir()
 	cmd := exec.Command(bin, append(chromiumFlags, "--user-data-dir="+profile, "about:blank")...)
+	// Its own process group: the renderer and zygote processes are ended
+	// with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +75,7 @@ func startChromium(ctx context.Context, t *testing.T, bin string) *chromium {
 			c.ws.Close()
 			<-c.readErr // the reader has returned
 		}
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-stderrDone // before Wait, which closes the pipe
 		_ = cmd.Wait()
 	})

@@ -37,7 +37,11 @@
   }
   function duration(ms) { return ms < 1 ? Math.round(ms * 1000) + " µs" : ms < 1000 ? ms.toFixed(1) + " ms" : (ms / 1000).toFixed(2) + " s"; }
   function num(v) { const n = typeof v === "number" ? v : parseFloat(v); return isFinite(n) ? n : null; }
-  function setBadge(node, text, cls) { node.textContent = text; node.className = "badge " + (cls || ""); }
+  // Only a change is written, so the live regions announce changes only.
+  function setBadge(node, text, cls) {
+    if (node.textContent !== text) node.textContent = text;
+    node.className = "badge " + (cls || "");
+  }
 
   // ---- rendering a snapshot ------------------------------------------------
   function render(s) {
