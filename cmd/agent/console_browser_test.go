@@ -121,6 +121,16 @@ func TestBrowserConsoleAgainstSim(t *testing.T) {
 	br.waitFor(ctx, t, "the agent online", `document.getElementById("conn").textContent.startsWith("cloud: online")`, short)
 	br.waitFor(ctx, t, "the fan row", `document.querySelector('tr[data-key="fan"] input:not([disabled])')`, short)
 
+	// Every field has a label and every button a name.
+	unlabelled := br.waitFor(ctx, t, "the accessibility checks", `(() => {
+		const bad = [...document.querySelectorAll("input")].filter(i => i.labels.length === 0).map(i => i.id || i.outerHTML)
+			.concat([...document.querySelectorAll("button")].filter(b => b.textContent.trim() === "").map(b => b.outerHTML));
+		return JSON.stringify(bad);
+	})()`, short)
+	if string(unlabelled) != `"[]"` {
+		t.Errorf("fields without a label or buttons without a name: %s", unlabelled)
+	}
+
 	// A desired change typed on the page (keyboard only) reaches the fake
 	// hardware through the shadow service and shows as applied.
 	br.typeAndEnter(ctx, t, `tr[data-key="fan"] input`, "42")
