@@ -45,9 +45,10 @@ echo "== go test -race"
 go test -race -count=1 -timeout 12m ./...
 
 # The web console in headless Chromium against `agent sim` (build tag
-# browser); its screenshots stay in dist/console-screenshots.
+# browser); its screenshots are kept in test-artifacts/console-screenshots
+# (not dist/: cross-build.sh starts dist/ afresh).
 echo "== web console in headless Chromium"
-PINSHADOW_ARTIFACTS="${PINSHADOW_ARTIFACTS:-$PWD/dist/console-screenshots}" \
+PINSHADOW_ARTIFACTS="${PINSHADOW_ARTIFACTS:-$PWD/test-artifacts/console-screenshots}" \
   go test -tags browser -count=1 -timeout 5m -run '^TestBrowser' -v ./cmd/agent/
 
 # ---- issue 6: ARM builds, cross-arch tests, hardware-in-the-loop VM ---------
