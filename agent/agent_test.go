@@ -65,6 +65,13 @@ func TestInvalidDesiredLeavesHardwareAlone(t *testing.T) {
 			status(d, "fan")["status"] == "rejected" && status(d, "heatr")["status"] == "rejected" &&
 			d.Desired["heater"] == true && d.Desired["cooler"] == nil
 	})
+	// The heater's reject event must not carry the value applied before
+	// (true): observers (the console's event list) would show "heater true
+	// rejected" for a refused "on".
+	rej := r.rec.waitFor(t, m, "heater reject event", func(e Event) bool { return e.Kind == EventReject && e.Key == "heater" })
+	if rej.Value != nil || !strings.Contains(rej.Message, "on") {
+		t.Errorf("heater reject event value %v message %q; want no value and a message naming the refused value", rej.Value, rej.Message)
+	}
 	for key, code := range map[string]float64{"heater": 400, "cooler": 409, "fan": 400, "heatr": 404} {
 		if c, _ := num(status(d, key)["code"]); c != code {
 			t.Errorf("_status.%s code %v, want %v (%v)", key, c, code, status(d, key))

@@ -882,7 +882,12 @@ func (r *runner) results(res map[reconcile.KeyPath]reconcile.Result) {
 			continue
 		}
 		ev := Event{Kind: EventResult, Shadow: k.Shadow, Key: k.String(), Device: ks.Device, Property: ks.Property,
-			Status: string(v.Status), Message: v.Message, Value: r.keys[k.String()].Value}
+			Status: string(v.Status), Message: v.Message}
+		if v.Status == reconcile.Applied {
+			// Only then is the last applied value the one this result is
+			// about; a rejection's message names the refused value itself.
+			ev.Value = r.keys[k.String()].Value
+		}
 		r.a.emit(ev)
 		if v.Status == reconcile.Rejected {
 			r.a.log.Warn("desired value rejected", "key", k.String(), "code", v.Code, "reason", v.Message)
