@@ -79,7 +79,8 @@ const (
 	// (desired writes) or since the iteration began.
 	EventWrite EventKind = "write"
 	// EventResult: a desired key's result changed (Status: applied,
-	// pending, failsafe, rejected, fault; Message says why).
+	// pending, failsafe, rejected, fault; Message says why). Value is the
+	// applied value, set only when Status is applied.
 	EventResult EventKind = "result"
 	// EventReject: a desired value was rejected (Status "rejected"): the
 	// hardware was not touched for it.
