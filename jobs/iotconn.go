@@ -1,0 +1,68 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pinshadow/pinshadow/iot"
+)
+
+// IOT adapts a connection from package iot to Conn. Requests are published
+// without the offline queue (iot.WithoutQueue): a request queued while
+// offline would be answered long after its timeout, so it fails at once
+// with iot.ErrNotConnected instead. Subscriptions are recorded by iot and
+// restored on every reconnect.
+func IOT(c *iot.Client) Conn { return iotConn{c} }
+
+type iotConn struct{ c *iot.Client }
+
+func (a iotConn) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
+	_, err := a.c.Publish(ctx, topic, payload, iot.QoS(qos), iot.WithoutQueue())
+	return err
+}
+
+func (a iotConn) Subscribe(ctx context.Context, filters []string, qos byte, handler func(topic string, payload []byte)) error {
+	h := func(m iot.Message) { handler(m.Topic, m.Payload) }
+	subs := make([]iot.Subscription, len(filters))
+	for i, f := range filters {
+		subs[i] = iot.Subscription{Filter: f, QoS: iot.QoS(qos), Handler: h}
+	}
+	return a.c.SubscribeMany(ctx, subs)
+}
+
+func (a iotConn) Unsubscribe(ctx context.Context, filters ...string) error {
+	if err := a.c.Unsubscribe(ctx, filters...); err != nil && !errors.Is(err, iot.ErrClosed) {
+		return err // a closed connection has no subscriptions left to remove
+	}
+	return nil
+}
+
+// NewIOT returns the client of thing on ic that follows ic's connection
+// events itself (through its own iot.Client.Watch channel): every
+// iot.EventOnline calls Reconnected. Close stops following.
+func NewIOT(ctx context.Context, ic *iot.Client, thing string, opts Options) (*Client, error) {
+	c, err := New(ctx, IOT(ic), thing, opts)
+	if err != nil {
+		return nil, err
+	}
+	events, stop := ic.Watch(8)
+	c.onClose = append(c.onClose, stop)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				if ev.Type == iot.EventOnline {
+					c.Reconnected()
+				}
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}()
+	return c, nil
+}
