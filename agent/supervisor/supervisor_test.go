@@ -1,0 +1,305 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pinshadow/pinshadow/agent"
+	"github.com/pinshadow/pinshadow/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const wait = 10 * time.Second
+
+// cfgText is a valid configuration whose thing name tells the fake
+// generation how to behave: good converges, nodev has a device fail to
+// open, slow never converges, crash stops at once with an error.
+func cfgText(thing string) string {
+	return fmt.Sprintf("thing: %s\nboard: pi4b\nconnection:\n  endpoint: 127.0.0.1\n  transport: tcp\nshadows: []\n", thing)
+}
+
+type fakeAgent struct {
+	ready chan struct{}
+}
+
+func (f *fakeAgent) Ready() <-chan struct{} { return f.ready }
+func (f *fakeAgent) Status() agent.Status {
+	var s agent.Status
+	s.Connection.State = "connecting"
+	s.Connection.LastError = "dial tcp 127.0.0.1:1: connection refused"
+	return s
+}
+
+// fakeClock's timers fire when the test says.
+type fakeClock struct{ timers chan chan time.Time }
+
+func (c *fakeClock) Now() time.Time { return time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC) }
+func (c *fakeClock) NewTimer(time.Duration) (<-chan time.Time, func() bool) {
+	t := make(chan time.Time, 1)
+	c.timers <- t
+	return t, func() bool { return true }
+}
+
+type harness struct {
+	t     *testing.T
+	path  string
+	sup   *Supervisor
+	gens  chan *Generation
+	clock *fakeClock
+	done  chan error
+	stop  context.CancelFunc
+}
+
+func start(t *testing.T, initial string) *harness {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(cfgText(initial)), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return startAt(t, path)
+}
+
+// startAt runs a supervisor on the configuration at path (a restart when
+// another ran there before).
+func startAt(t *testing.T, path string) *harness {
+	t.Helper()
+	h := &harness{t: t, path: path, gens: make(chan *Generation, 4), clock: &fakeClock{timers: make(chan chan time.Time, 4)}, done: make(chan error, 1)}
+	sup, err := New(Options{Path: path, Clock: h.clock, Run: h.run,
+		Check: func(cfg *config.Config) error {
+			if cfg.Thing == "nodriver" {
+				return errors.New(`device "x": unknown driver`)
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sup = sup
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	go func() { h.done <- sup.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(wait):
+			t.Error("the supervisor did not stop")
+		}
+	})
+	return h
+}
+
+func (h *harness) run(ctx context.Context, g *Generation) error {
+	h.gens <- g
+	a := &fakeAgent{ready: make(chan struct{})}
+	switch g.Config.Thing {
+	case "crash":
+		return errors.New("boom")
+	case "nodev":
+		g.Observe(agent.Event{Kind: agent.EventFault, Device: "heater", Message: `opening device "heater" (relay, GPIO99): not found`})
+	case "slow":
+	default:
+		close(a.ready)
+	}
+	g.Started(a)
+	<-ctx.Done()
+	return nil
+}
+
+func (h *harness) gen() *Generation {
+	h.t.Helper()
+	select {
+	case g := <-h.gens:
+		return g
+	case <-time.After(wait):
+		h.t.Fatal("no generation started")
+		return nil
+	}
+}
+
+func (h *harness) outcome(job string) Record {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	r, err := h.sup.Outcome(ctx, job)
+	if err != nil {
+		h.t.Fatalf("Outcome(%s): %v", job, err)
+	}
+	return r
+}
+
+func (h *harness) file() string {
+	b, err := os.ReadFile(h.path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (h *harness) apply(job, thing string) {
+	h.t.Helper()
+	data := []byte(cfgText(thing))
+	if _, err := h.sup.Validate(data); err != nil {
+		h.t.Fatalf("Validate: %v", err)
+	}
+	if err := h.sup.Apply(context.Background(), Request{Job: job, Data: data, VerifyTimeout: time.Minute}); err != nil {
+		h.t.Fatalf("Apply: %v", err)
+	}
+}
+
+func TestApplySucceeds(t *testing.T) {
+	h := start(t, "good")
+	if g := h.gen(); g.Trial || g.Config.Thing != "good" {
+		t.Fatalf("first generation: trial %v thing %q", g.Trial, g.Config.Thing)
+	}
+	h.apply("job1", "good2")
+	g := h.gen()
+	if !g.Trial || g.Config.Thing != "good2" {
+		t.Fatalf("after the switch: trial %v thing %q, want a trial of good2", g.Trial, g.Config.Thing)
+	}
+	r := h.outcome("job1")
+	if r.Phase != PhaseApplied {
+		t.Fatalf("phase %s (%s), want applied", r.Phase, r.Reason)
+	}
+	if got := h.file(); got != cfgText("good2") {
+		t.Fatalf("config file after success:\n%s", got)
+	}
+	if b, _ := os.ReadFile(BackupPath(h.path)); string(b) != cfgText("good") {
+		t.Fatalf("backup holds:\n%s", b)
+	}
+	// The same job again (resumed after the restart) changes nothing.
+	if err := h.sup.Apply(context.Background(), Request{Job: "job1", Data: []byte("junk")}); err != nil {
+		t.Fatal(err)
+	}
+	if h.file() != cfgText("good2") {
+		t.Fatal("a repeated Apply of the same job rewrote the file")
+	}
+	// The record on disk says so too.
+	onDisk, err := loadRecord(RecordPath(h.path))
+	if err != nil || onDisk.Phase != PhaseApplied || onDisk.Job != "job1" {
+		t.Fatalf("record on disk %+v, %v", onDisk, err)
+	}
+}
+
+func TestRollback(t *testing.T) {
+	for _, tc := range []struct {
+		thing, reason string
+		timeout       bool
+	}{
+		{thing: "nodev", reason: `a device failed: opening device "heater" (relay, GPIO99): not found; the previous configuration was restored`},
+		{thing: "slow", timeout: true, reason: "did not converge with the cloud within 1m0s (connection connecting: dial tcp 127.0.0.1:1: connection refused)"},
+		{thing: "crash", reason: "the agent on the new configuration stopped: boom"},
+	} {
+		t.Run(tc.thing, func(t *testing.T) {
+			h := start(t, "good")
+			h.gen()
+			h.apply("j", tc.thing)
+			if g := h.gen(); !g.Trial {
+				t.Fatal("the new configuration is not on trial")
+			}
+			if tc.timeout {
+				select {
+				case tm := <-h.clock.timers:
+					tm <- time.Time{}
+				case <-time.After(wait):
+					t.Fatal("no verify timer")
+				}
+			}
+			g := h.gen()
+			if g.Trial || g.Config.Thing != "good" {
+				t.Fatalf("after the rollback: trial %v thing %q, want the old configuration", g.Trial, g.Config.Thing)
+			}
+			r := h.outcome("j")
+			if r.Phase != PhaseRolledBack || !strings.Contains(r.Reason, tc.reason) {
+				t.Fatalf("outcome %s %q, want rolled_back with %q", r.Phase, r.Reason, tc.reason)
+			}
+			if h.file() != cfgText("good") {
+				t.Fatalf("config file after rollback:\n%s", h.file())
+			}
+		})
+	}
+}
+
+func TestSwitchToUnloadableFileRollsBack(t *testing.T) {
+	h := start(t, "good")
+	h.gen()
+	// Passes Validate's config part only when Check is skipped: write it
+	// straight through Apply, as if the file changed between the two.
+	if err := h.sup.Apply(context.Background(), Request{Job: "j", Data: []byte(cfgText("nodriver"))}); err != nil {
+		t.Fatal(err)
+	}
+	if g := h.gen(); g.Config.Thing != "good" || g.Trial {
+		t.Fatalf("generation %q trial %v, want the old configuration again", g.Config.Thing, g.Trial)
+	}
+	if r := h.outcome("j"); r.Phase != PhaseRolledBack || !strings.Contains(r.Reason, "unknown driver") {
+		t.Fatalf("outcome %+v", r)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	h := start(t, "good")
+	h.gen()
+	_, err := h.sup.Validate([]byte("thing: [\n"))
+	var probs config.Errors
+	if !errors.Is(err, ErrInvalid) || !errors.As(err, &probs) || len(probs) == 0 {
+		t.Fatalf("Validate of broken YAML: %v", err)
+	}
+	if _, err := h.sup.Validate([]byte(cfgText("nodriver"))); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "unknown driver") {
+		t.Fatalf("Validate with a failing Check: %v", err)
+	}
+	if h.file() != cfgText("good") {
+		t.Fatal("Validate touched the file")
+	}
+}
+
+func TestBusyWhileVerifying(t *testing.T) {
+	h := start(t, "good")
+	h.gen()
+	h.apply("j1", "slow")
+	h.gen()
+	err := h.sup.Apply(context.Background(), Request{Job: "j2", Data: []byte(cfgText("good"))})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second Apply while verifying: %v, want ErrBusy", err)
+	}
+}
+
+// A process killed while verifying finds, at its next start, the record
+// still verifying: the old file is put back and the job has a final outcome.
+func TestRecoverAfterKillDuringVerification(t *testing.T) {
+	h := start(t, "good")
+	h.gen()
+	h.apply("j", "slow")
+	h.gen()
+	h.stop()
+	if err := <-h.done; err != nil {
+		t.Fatal(err)
+	}
+	h.done <- nil // for the cleanup
+	if r, _ := loadRecord(RecordPath(h.path)); r == nil || r.Phase != PhaseVerifying {
+		t.Fatalf("record after the kill: %+v", r)
+	}
+	if h.file() != cfgText("slow") {
+		t.Fatal("the new file is not in place after the kill")
+	}
+
+	h3 := startAt(t, h.path)
+	if g := h3.gen(); g.Trial || g.Config.Thing != "good" {
+		t.Fatalf("after restart: trial %v thing %q, want the old configuration", g.Trial, g.Config.Thing)
+	}
+	r := h3.outcome("j")
+	if r.Phase != PhaseRolledBack || !strings.Contains(r.Reason, "while the new configuration was being verified") {
+		t.Fatalf("outcome %+v", r)
+	}
+	if h3.file() != cfgText("good") {
+		t.Fatalf("file after recovery:\n%s", h3.file())
+	}
+}
