@@ -235,11 +235,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			if cur != nil {
-				cur.cancel(context.Cause(ctx))
-				<-cur.done
-				r.log.Info("job left in progress: the agent is stopping", "job", cur.x.JobID)
-			}
+			r.leave(ctx, cur, nil)
 			return nil
 		case <-r.src.Next():
 			wantNext = true
@@ -254,11 +250,30 @@ func (r *Runner) Run(ctx context.Context) error {
 				cur.cancel(ErrStepTimeout)
 			}
 		case o := <-done:
+			if ctx.Err() != nil {
+				// The job ended because the agent is stopping: that is not
+				// its outcome.
+				r.leave(ctx, cur, &o)
+				return nil
+			}
 			r.finish(cur, o)
 			cur = nil
 			wantNext = true
 		}
 	}
+}
+
+// leave stops the running execution (if any) because the agent stops: it
+// stays IN_PROGRESS on disk, for the next start to resume or fail.
+func (r *Runner) leave(ctx context.Context, cur *active, o *outcome) {
+	if cur == nil {
+		return
+	}
+	cur.cancel(context.Cause(ctx))
+	if o == nil {
+		<-cur.done
+	}
+	r.log.Info("job left in progress: the agent is stopping", "job", cur.x.JobID)
 }
 
 func (r *Runner) backoff(n int) time.Duration {

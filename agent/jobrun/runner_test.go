@@ -435,7 +435,8 @@ func TestRestartDuringExecution(t *testing.T) {
 			t.Errorf("Resume got %v", last)
 		}
 	case <-time.After(wait):
-		t.Fatal("job2 not resumed")
+		b, _ := os.ReadFile(path)
+		t.Fatalf("job2 not resumed; state file:\n%s", b)
 	}
 	src.waitUntil(t, "job3 done", func() bool { return src.status("job3") == Succeeded })
 	if u := src.final("job2"); u.Status != Succeeded || u.Details["phase"] != "back" {

@@ -1,0 +1,180 @@
+package jobrun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// TypeReboot is the job type that reboots the device.
+const TypeReboot = "reboot"
+
+// Reboot defaults.
+const (
+	// DefaultRebootTimeout is how long the device has to come back with a
+	// new boot id.
+	DefaultRebootTimeout = 10 * time.Minute
+	// BootIDFile is where Linux keeps the id of the current boot.
+	BootIDFile = "/proc/sys/kernel/random/boot_id"
+)
+
+// DefaultRebootCommand is the command the reboot type runs by default.
+var DefaultRebootCommand = []string{"systemctl", "reboot"}
+
+// RebootOptions configure the reboot type. Every field is optional.
+type RebootOptions struct {
+	// Command is the reboot command, argv (default DefaultRebootCommand).
+	// Under the packaged systemd unit the agent's user needs the right to
+	// reboot (a polkit rule for org.freedesktop.login1.reboot).
+	Command []string
+	// Timeout is how long after the command the device must have come back
+	// with a new boot id (default DefaultRebootTimeout).
+	Timeout time.Duration
+	// BootID returns the id of the current boot (default: BootIDFile).
+	BootID func() (string, error)
+	// Exec runs the command and returns its combined output (default
+	// os/exec). Tests and `agent sim` give a fake that simulates the
+	// restart.
+	Exec func(ctx context.Context, argv []string) ([]byte, error)
+}
+
+// Progress notes the reboot type leaves itself (statusDetails of the
+// IN_PROGRESS update persisted before the command runs).
+const (
+	rebootPhase       = "rebooting"
+	detailPhase       = "phase"
+	detailBootID      = "boot_id"
+	detailRequestedAt = "requested_at"
+)
+
+// Reboot returns the reboot handler. Its document is {"type": "reboot"}.
+//
+// Run records "rebooting" with the current boot id and time in an
+// IN_PROGRESS update (persisted before the command runs, and sent; the
+// execution is already IN_PROGRESS in the service since start-next), then
+// runs the command. After the restart the runner resumes the job: a new
+// boot id is SUCCEEDED; the same boot id once Timeout has passed since the
+// request is FAILED "reboot did not happen" (so is an agent still running
+// Timeout after the command). A failing command is FAILED with its output.
+func Reboot(o RebootOptions) Handler {
+	if len(o.Command) == 0 {
+		o.Command = DefaultRebootCommand
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultRebootTimeout
+	}
+	if o.BootID == nil {
+		o.BootID = ReadBootID(BootIDFile)
+	}
+	if o.Exec == nil {
+		o.Exec = execCommand
+	}
+	return HandlerFunc(func(doc json.RawMessage) (Job, error) {
+		var d struct {
+			Type string `json:"type"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(doc))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&d); err != nil {
+			return nil, fmt.Errorf("%w: reboot document: %v (want {\"type\": \"reboot\"})", ErrInvalid, err)
+		}
+		return &rebootJob{o: o}, nil
+	})
+}
+
+// ReadBootID returns a BootID function reading path.
+func ReadBootID(path string) func() (string, error) {
+	return func() (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("reading the boot id: %w", err)
+		}
+		id := strings.TrimSpace(string(b))
+		if id == "" {
+			return "", fmt.Errorf("reading the boot id: %s is empty", path)
+		}
+		return id, nil
+	}
+}
+
+func execCommand(ctx context.Context, argv []string) ([]byte, error) {
+	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+}
+
+type rebootJob struct{ o RebootOptions }
+
+func (j *rebootJob) Run(ctx context.Context, x *Exec) (Details, error) {
+	id, err := j.o.BootID()
+	if err != nil {
+		return nil, fmt.Errorf("%w; not rebooting (success could not be told from a failed reboot)", err)
+	}
+	at := x.Clock.Now().UTC()
+	note := Details{detailPhase: rebootPhase, detailBootID: id, detailRequestedAt: at.Format(time.RFC3339Nano)}
+	if err := x.Progress(ctx, note); err != nil {
+		return nil, fmt.Errorf("cannot persist the reboot request (%w); not rebooting", err)
+	}
+	x.Log.Info("rebooting", "command", strings.Join(j.o.Command, " "), "boot_id", id)
+	out, err := j.o.Exec(ctx, j.o.Command)
+	if ctx.Err() != nil {
+		// Stopped during the command: most likely by the shutdown the
+		// command started. The resume after the boot decides.
+		return nil, context.Cause(ctx)
+	}
+	if err != nil {
+		d := Details{}
+		if s := strings.TrimSpace(string(out)); s != "" {
+			d["output"] = Tail(s, MaxDetailValue)
+		}
+		return d, fmt.Errorf("reboot command %q failed: %w", strings.Join(j.o.Command, " "), err)
+	}
+	return j.await(ctx, x, id, at)
+}
+
+// Resume decides after a restart: a new boot id is success; the same one is
+// a failure once the timeout has passed since the request.
+func (j *rebootJob) Resume(ctx context.Context, x *Exec, last Details) (Details, error) {
+	if last[detailPhase] != rebootPhase || last[detailBootID] == "" {
+		// Stopped before the request was recorded: the command never ran.
+		x.Resumed = false
+		return j.Run(ctx, x)
+	}
+	at, err := time.Parse(time.RFC3339Nano, last[detailRequestedAt])
+	if err != nil {
+		return nil, fmt.Errorf("reboot: the recorded request time %q is unreadable: %v", last[detailRequestedAt], err)
+	}
+	return j.await(ctx, x, last[detailBootID], at)
+}
+
+// await waits for the timeout after the request at, unless the boot id
+// already differs from before.
+func (j *rebootJob) await(ctx context.Context, x *Exec, before string, at time.Time) (Details, error) {
+	deadline := at.Add(j.o.Timeout)
+	for {
+		id, err := j.o.BootID()
+		if err != nil {
+			return nil, err
+		}
+		if id != before {
+			return Details{detailBootID: id, "previous_boot_id": before}, nil
+		}
+		left := deadline.Sub(x.Clock.Now())
+		if left <= 0 {
+			return Details{detailBootID: id}, fmt.Errorf("reboot did not happen: the boot id is still %s %s after the reboot was requested", id, j.o.Timeout)
+		}
+		// Wake before the step deadline to refresh it.
+		wait := min(left, refreshIn(x))
+		if err := x.Sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		if wait < left {
+			if err := x.Progress(ctx, Details{detailPhase: rebootPhase, detailBootID: before, detailRequestedAt: at.Format(time.RFC3339Nano)}); err != nil {
+				x.Log.Warn("reboot: progress not persisted", "err", err)
+			}
+		}
+	}
+}
