@@ -163,3 +163,32 @@ type Clock interface {
 	Now() time.Time
 	NewTimer(d time.Duration) (<-chan time.Time, func() bool)
 }
+
+// KeepAlive sends Progress(d) each time half of the step timeout has
+// passed since the last progress, until the returned stop is called or ctx
+// ends: for handlers that wait a long time on one thing (a process, a
+// download). stop waits for the goroutine.
+func (x *Exec) KeepAlive(ctx context.Context, d func() Details) (stop func()) {
+	kctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			left := x.Deadline().Sub(x.Clock.Now())
+			c, stopT := x.Clock.NewTimer(max(left/2, 0))
+			select {
+			case <-kctx.Done():
+				stopT()
+				return
+			case <-c:
+			}
+			if x.Clock.Now().Before(x.Deadline().Add(-left / 2)) {
+				continue // someone else reported progress meanwhile
+			}
+			if err := x.Progress(kctx, d()); err != nil {
+				x.Log.Warn("keep-alive progress not saved", "err", err)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
