@@ -177,58 +177,22 @@ func (j *applyConfigJob) Resume(ctx context.Context, x *Exec, _ Details) (Detail
 }
 
 func (j *applyConfigJob) await(ctx context.Context, x *Exec) (Details, error) {
-	for {
-		// Outcome may take longer than the step timeout allows between two
-		// Progress calls: wake before the step deadline and refresh it.
-		wctx, cancel := context.WithCancel(ctx)
-		refresh, stop := x.Clock.NewTimer(refreshIn(x))
-		watched := make(chan struct{})
-		refreshed := false // written by the goroutine, read after watched closes
-		go func() {
-			defer close(watched)
-			select {
-			case <-refresh:
-				refreshed = true
-				cancel()
-			case <-wctx.Done():
-			}
-		}()
-		res, err := j.sw.Outcome(wctx, x.JobID)
-		cancel()
-		stop()
-		<-watched
-		switch {
-		case errors.Is(err, ErrNoSwitch):
-			if x.Resumed {
-				x.Resumed = false
-				return j.Run(ctx, x)
-			}
-			return nil, fmt.Errorf("apply-config: %w", err)
-		case err != nil && ctx.Err() != nil:
-			return nil, context.Cause(ctx)
-		case err != nil && refreshed:
-			if err := x.Progress(ctx, Details{"phase": "verifying"}); err != nil {
-				x.Log.Warn("apply-config: progress not persisted", "err", err)
-			}
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("apply-config: %w", err)
-		}
-		d := Details{"config": res.Config, "backup": res.Backup}
-		if !res.Applied {
-			return d, errors.New(res.Reason)
-		}
-		return d, nil
+	// Verification may outlast the step timeout between two Progress calls.
+	stop := x.KeepAlive(ctx, func() Details { return Details{"phase": "verifying"} })
+	res, err := j.sw.Outcome(ctx, x.JobID)
+	stop()
+	switch {
+	case errors.Is(err, ErrNoSwitch) && x.Resumed:
+		x.Resumed = false
+		return j.Run(ctx, x)
+	case err != nil && ctx.Err() != nil:
+		return nil, context.Cause(ctx)
+	case err != nil:
+		return nil, fmt.Errorf("apply-config: %w", err)
 	}
-}
-
-// refreshIn is how long a wait may last before it refreshes the step
-// deadline with a Progress call: half the time left (a day when there is no
-// deadline).
-func refreshIn(x *Exec) time.Duration {
-	d := x.Deadline()
-	if d.IsZero() {
-		return 24 * time.Hour
+	d := Details{"config": res.Config, "backup": res.Backup}
+	if !res.Applied {
+		return d, errors.New(res.Reason)
 	}
-	return max(d.Sub(x.Clock.Now())/2, time.Millisecond)
+	return d, nil
 }

@@ -153,28 +153,22 @@ func (j *rebootJob) Resume(ctx context.Context, x *Exec, last Details) (Details,
 // await waits for the timeout after the request at, unless the boot id
 // already differs from before.
 func (j *rebootJob) await(ctx context.Context, x *Exec, before string, at time.Time) (Details, error) {
-	deadline := at.Add(j.o.Timeout)
-	for {
-		id, err := j.o.BootID()
+	id, err := j.o.BootID()
+	if err != nil {
+		return nil, err
+	}
+	if id != before {
+		return Details{detailBootID: id, "previous_boot_id": before}, nil
+	}
+	if left := at.Add(j.o.Timeout).Sub(x.Clock.Now()); left > 0 {
+		// The timeout may outlast the step timeout between two Progress calls.
+		note := Details{detailPhase: rebootPhase, detailBootID: before, detailRequestedAt: at.Format(time.RFC3339Nano)}
+		stop := x.KeepAlive(ctx, func() Details { return note })
+		err := x.Sleep(ctx, left)
+		stop()
 		if err != nil {
 			return nil, err
 		}
-		if id != before {
-			return Details{detailBootID: id, "previous_boot_id": before}, nil
-		}
-		left := deadline.Sub(x.Clock.Now())
-		if left <= 0 {
-			return Details{detailBootID: id}, fmt.Errorf("reboot did not happen: the boot id is still %s %s after the reboot was requested", id, j.o.Timeout)
-		}
-		// Wake before the step deadline to refresh it.
-		wait := min(left, refreshIn(x))
-		if err := x.Sleep(ctx, wait); err != nil {
-			return nil, err
-		}
-		if wait < left {
-			if err := x.Progress(ctx, Details{detailPhase: rebootPhase, detailBootID: before, detailRequestedAt: at.Format(time.RFC3339Nano)}); err != nil {
-				x.Log.Warn("reboot: progress not persisted", "err", err)
-			}
-		}
 	}
+	return Details{detailBootID: id}, fmt.Errorf("reboot did not happen: the boot id is still %s %s after the reboot was requested", id, j.o.Timeout)
 }

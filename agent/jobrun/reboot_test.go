@@ -111,7 +111,7 @@ func TestRebootDidNotHappen(t *testing.T) {
 	go func() { _, err := rebootJobFor(t, m.handler()).Run(context.Background(), x); done <- err }()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := clk.BlockUntil(ctx, 1); err != nil { // waiting for the timeout
+	if err := clk.BlockUntil(ctx, 2); err != nil { // waiting for the timeout, keeping the step alive
 		t.Fatal(err)
 	}
 	clk.Advance(5*time.Minute - time.Second)
