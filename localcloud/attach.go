@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/pinshadow/pinshadow/localcloud/jobs"
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
 )
 
@@ -26,7 +27,7 @@ type attached struct {
 func newAttached(o *Options, svc *service) *attached {
 	a := &attached{url: o.Broker, log: o.Logger.With("component", "broker-client"), ready: make(chan struct{})}
 	filters := map[string]byte{}
-	for _, f := range shadow.RequestFilters() {
+	for _, f := range append(shadow.RequestFilters(), jobs.RequestFilters()...) {
 		filters[f] = 1
 	}
 	onRequest := func(_ paho.Client, m paho.Message) {

@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/pinshadow/pinshadow/localcloud/jobs"
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
 )
 
@@ -146,7 +147,7 @@ func (e *embedded) serve(svc *service) error {
 		// Copy: the packet is shared with every other subscriber.
 		svc.submit(pk.TopicName, append([]byte(nil), pk.Payload...), pk.Origin)
 	}
-	for i, f := range shadow.RequestFilters() {
+	for i, f := range append(shadow.RequestFilters(), jobs.RequestFilters()...) {
 		if err := e.srv.Subscribe(f, i+1, handler); err != nil {
 			return fmt.Errorf("subscribe shadow service to %s: %w", f, err)
 		}

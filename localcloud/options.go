@@ -1,7 +1,7 @@
 // Package localcloud is a local stand-in for AWS IoT Core: an MQTT broker
 // (embedded mochi-mqtt, or an external broker such as mosquitto that the
 // service attaches to as a client) with the Device Shadow service of
-// package shadow attached. It adds what the pure engine leaves out: the
+// package shadow and the Jobs service of package jobs attached. It adds what the pure engine leaves out: the
 // MQTT plumbing, per-shadow ordering with parallelism across shadows,
 // AWS's request-rate and in-flight limits, and durable storage in bbolt
 // where an accepted update is on disk before its /accepted is published.
@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinshadow/pinshadow/localcloud/jobs"
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
 )
 
@@ -82,6 +83,13 @@ type Options struct {
 	// Shards is the number of shadow workers; requests for one shadow
 	// always go to the same worker. 0 = 2×GOMAXPROCS (at least 4).
 	Shards int
+
+	// Jobs configures the Jobs service (job document size limit).
+	Jobs jobs.Options
+	// JobsTick is how often the Jobs service checks step and in-progress
+	// timeouts against Now (0 = DefaultJobsTick). Tests with a fake Now
+	// make it short.
+	JobsTick time.Duration
 
 	// Logger receives the service's logs (nil = discard).
 	Logger *slog.Logger
@@ -169,6 +177,12 @@ func (o *Options) validate() error {
 	}
 	if o.MaxInFlight < 0 {
 		return bad("max in-flight %d: must be ≥ 0 (0 = off)", o.MaxInFlight)
+	}
+	if o.JobsTick < 0 {
+		return bad("jobs tick %v: must be ≥ 0 (0 = %v)", o.JobsTick, DefaultJobsTick)
+	}
+	if o.JobsTick == 0 {
+		o.JobsTick = DefaultJobsTick
 	}
 	if o.Shards < 0 {
 		return bad("shards %d: must be ≥ 0", o.Shards)

@@ -9,7 +9,7 @@ import (
 )
 
 // Server is a local AWS IoT Core: an MQTT broker (embedded, or an external
-// one in attach mode) with the Device Shadow service attached.
+// one in attach mode) with the Device Shadow and Jobs services attached.
 //
 // New binds the listeners and loads stored shadows; Start serves; Close
 // stops everything and waits for every goroutine the server started.
@@ -22,6 +22,9 @@ type Server struct {
 	disc *discoveryServer
 
 	loaded int
+	jobs   *jobsService
+
+	loadedJobs int
 
 	mu        sync.Mutex
 	started   bool
@@ -51,14 +54,21 @@ func New(opts Options) (_ *Server, err error) {
 	if s.loaded, err = s.svc.load(); err != nil {
 		return nil, err
 	}
+	s.jobs = newJobsService(&s.opts, s.st, s.svc.fail)
+	s.svc.jobs = s.jobs
+	if s.loadedJobs, err = s.jobs.load(); err != nil {
+		return nil, err
+	}
 	if opts.Broker != "" {
 		s.att = newAttached(&s.opts, s.svc)
 		s.svc.pub = s.att
+		s.jobs.pub = s.att
 	} else {
 		if s.emb, err = newEmbedded(&s.opts); err != nil {
 			return nil, err
 		}
 		s.svc.pub = s.emb
+		s.jobs.pub = s.emb
 		if opts.DiscoveryListen != "" {
 			var mqtts net.Addr
 			for _, ep := range s.emb.endpoints {
@@ -92,6 +102,9 @@ func (s *Server) Endpoints() []Endpoint {
 // from the data directory.
 func (s *Server) Loaded() int { return s.loaded }
 
+// LoadedJobs returns how many jobs were loaded from the data directory.
+func (s *Server) LoadedJobs() int { return s.loadedJobs }
+
 // Start starts the shadow service and the broker (embedded mode) or
 // connects to the external broker (attach mode; ctx bounds the first
 // connection attempt).
@@ -103,6 +116,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.svc.start()
+	s.jobs.start()
 	if s.emb != nil {
 		if err := s.emb.serve(s.svc); err != nil {
 			return err
@@ -137,6 +151,7 @@ func (s *Server) Close() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.svc.stop()
+		s.jobs.stop()
 		s.closeErr = s.release()
 	})
 	return s.closeErr

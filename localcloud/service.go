@@ -60,6 +60,7 @@ type service struct {
 	inflight *inFlight    // nil = off
 	store    *store       // nil = memory only
 	pub      publisher    // set before start
+	jobs     *jobsService // takes the Jobs topics; nil = none
 
 	shards []*shard
 
@@ -197,6 +198,10 @@ func (s *service) fail(err error) {
 // connection ("" when unknown). Requests for topics that are not shadow
 // requests are ignored, as AWS does.
 func (s *service) submit(topic string, payload []byte, conn string) {
+	if s.jobs != nil && isJobsTopic(topic) {
+		s.jobs.submit(topic, payload)
+		return
+	}
 	k, op, ok := shadow.ParseTopic(topic)
 	if !ok {
 		return
