@@ -276,7 +276,7 @@ func (c *Client) StartNext(ctx context.Context, o StartNextOptions) (*JobExecuti
 }
 
 // Update changes an execution's status and details (UpdateJobExecution).
-// Rejections: ErrInvalidStateTransition (e.g. QUEUED → SUCCEEDED),
+// Rejections: ErrInvalidStateTransition (e.g. asking for QUEUED),
 // ErrTerminalStateReached (already terminal, e.g. cancelled or timed out),
 // ErrVersionMismatch (u.ExpectedVersion is stale; the error's
 // ExecutionState has the current one), ErrResourceNotFound.

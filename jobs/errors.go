@@ -19,6 +19,10 @@ const (
 	CodeInternalError          = "InternalError"
 	CodeRequestThrottled       = "RequestThrottled"
 	CodeTerminalStateReached   = "TerminalStateReached"
+	// CodeResourceAlreadyExists is the local cloud's management API code
+	// for creating a job whose ID is taken (AWS's control plane:
+	// ResourceAlreadyExistsException).
+	CodeResourceAlreadyExists = "ResourceAlreadyExists"
 )
 
 // Sentinels a *RejectedError matches with errors.Is, one per AWS code.
@@ -30,9 +34,10 @@ var (
 	ErrInvalidJSON = errors.New("jobs request rejected: invalid JSON (InvalidJson)")
 	// ErrInvalidRequest: a field is missing, malformed or out of range.
 	ErrInvalidRequest = errors.New("jobs request rejected: invalid request (InvalidRequest)")
-	// ErrInvalidStateTransition: the update asks for a status the
-	// execution cannot move to from its current one (e.g. QUEUED →
-	// SUCCEEDED).
+	// ErrInvalidStateTransition: the update asks for a status a device
+	// cannot set (QUEUED, TIMED_OUT, CANCELED, REMOVED); from the Manager,
+	// a cancel of a finished job or of an IN_PROGRESS execution without
+	// force.
 	ErrInvalidStateTransition = errors.New("jobs request rejected: invalid state transition (InvalidStateTransition)")
 	// ErrResourceNotFound: no such job or execution for this thing.
 	ErrResourceNotFound = errors.New("jobs request rejected: job or execution not found (ResourceNotFound)")
@@ -47,6 +52,9 @@ var (
 	// (SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED or REMOVED) and
 	// cannot be updated; the job may have been cancelled or timed out.
 	ErrTerminalStateReached = errors.New("jobs request rejected: execution already terminal (TerminalStateReached)")
+
+	// ErrAlreadyExists: a job with that ID exists (Manager.Create).
+	ErrAlreadyExists = errors.New("jobs request rejected: job already exists (ResourceAlreadyExists)")
 
 	// ErrTimeout is matched by every *TimeoutError.
 	ErrTimeout = errors.New("jobs request timed out")
@@ -64,14 +72,17 @@ var sentinels = map[string]error{
 	CodeInternalError:          ErrInternalError,
 	CodeRequestThrottled:       ErrRequestThrottled,
 	CodeTerminalStateReached:   ErrTerminalStateReached,
+	CodeResourceAlreadyExists:  ErrAlreadyExists,
 }
 
 // RejectedError is a request the Jobs service answered on its /rejected
 // topic.
 type RejectedError struct {
-	// Op is "get" (pending list), "start-next", "describe" or "update".
+	// Op is "get" (pending list), "start-next", "describe" or "update";
+	// for a Manager request "create", "list", "describe", "cancel" or
+	// "remove".
 	Op string
-	// Thing is the thing name.
+	// Thing is the thing name ("" for a Manager request).
 	Thing string
 	// JobID is the job the request named ("" for get and start-next;
 	// "$next" for a describe of the next execution).
@@ -95,7 +106,10 @@ func (e *RejectedError) Error() string {
 	if e.JobID != "" {
 		what = "job " + e.JobID + " " + e.Op
 	}
-	msg := fmt.Sprintf("jobs: thing %s: %s rejected: %s: %s", e.Thing, what, e.Code, e.Message)
+	if e.Thing != "" {
+		what = "thing " + e.Thing + ": " + what
+	}
+	msg := fmt.Sprintf("jobs: %s rejected: %s: %s", what, e.Code, e.Message)
 	if e.ExecutionState != nil {
 		msg += fmt.Sprintf(" (execution is %s, version %d)", e.ExecutionState.Status, e.ExecutionState.VersionNumber)
 	}
@@ -136,8 +150,11 @@ func (e *TimeoutError) Error() string {
 	if e.JobID != "" {
 		what = "job " + e.JobID + " " + e.Op
 	}
-	msg := fmt.Sprintf("jobs: thing %s: %s: no reply for clientToken %q after %v (is the device connected, and is the Jobs service up?)",
-		e.Thing, what, e.ClientToken, e.After.Round(time.Millisecond))
+	if e.Thing != "" {
+		what = "thing " + e.Thing + ": " + what
+	}
+	msg := fmt.Sprintf("jobs: %s: no reply for clientToken %q after %v (is the connection up, and is the Jobs service running?)",
+		what, e.ClientToken, e.After.Round(time.Millisecond))
 	if e.Cause != nil {
 		msg += ": " + e.Cause.Error()
 	}

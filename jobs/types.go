@@ -188,8 +188,9 @@ func number(raw json.RawMessage) (int64, error) {
 	return int64(f), nil
 }
 
-// epoch reads AWS's timestamps: seconds since the epoch as a number
-// (possibly fractional, possibly a string); 0 or absent is the zero time.
+// epoch reads AWS's timestamps: seconds (or milliseconds) since the epoch
+// as a number (possibly fractional, possibly a string); 0 or absent is the
+// zero time.
 func epoch(raw json.RawMessage) (time.Time, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -205,11 +206,16 @@ func epoch(raw json.RawMessage) (time.Time, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > 1e11 {
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f < 0 || f > 1e14 {
 		return time.Time{}, fmt.Errorf("timestamp %s: want seconds since the epoch", raw)
 	}
 	if f == 0 {
 		return time.Time{}, nil
+	}
+	if f > 1e11 {
+		// Milliseconds, as some of AWS's examples show: seconds would be
+		// past the year 5000.
+		f /= 1000
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), nil
