@@ -52,11 +52,11 @@ type DownloadOptions struct {
 type Download struct{ Opts DownloadOptions }
 
 type downloadDoc struct {
-	Type    string       `json:"type"`
-	URL     string       `json:"url"`
-	Name    string       `json:"name"`
-	SHA256  string       `json:"sha256"`
-	MaxSize *json.Number `json:"max_size"`
+	Type    string `json:"type"`
+	URL     string `json:"url"`
+	Name    string `json:"name"`
+	SHA256  string `json:"sha256"`
+	MaxSize any    `json:"max_size"`
 }
 
 // Check validates a download-file document.
@@ -87,9 +87,10 @@ func (dl Download) Check(doc json.RawMessage) (Job, error) {
 		limit = DefaultMaxDownload
 	}
 	if d.MaxSize != nil {
-		n, err := strconv.ParseInt(d.MaxSize.String(), 10, 64)
+		num, _ := d.MaxSize.(json.Number)
+		n, err := strconv.ParseInt(num.String(), 10, 64)
 		if err != nil || n <= 0 || n > limit {
-			return nil, fmt.Errorf("%w: download-file: max_size %s: want a whole number of bytes from 1 to %d (the configured limit)", ErrInvalid, d.MaxSize, limit)
+			return nil, fmt.Errorf("%w: download-file: max_size %s: want a whole number of bytes from 1 to %d (the configured limit)", ErrInvalid, compact(d.MaxSize), limit)
 		}
 		limit = n
 	}

@@ -424,7 +424,9 @@ func TestRestartDuringExecution(t *testing.T) {
 		t.Errorf("job1 final %+v", u)
 	}
 	h.event("job2 progress", func(e Event) bool { return e.Kind == EventProgress && e.JobID == "job2" })
-	src.waitUntil(t, "job2 progress sent", func() bool { return len(src.updates) > 0 && src.updates[len(src.updates)-1].Details["phase"] == "rebooting" })
+	src.waitUntil(t, "job2 progress sent", func() bool {
+		return len(src.updates) > 0 && src.updates[len(src.updates)-1].Details["phase"] == "rebooting"
+	})
 	h.stop(errors.New("hard stop"))
 
 	// Resumable: Resume gets the last progress details.

@@ -179,12 +179,12 @@ func pick(m, diff map[string]any) map[string]any {
 type Pulse struct{}
 
 type pulseDoc struct {
-	Type    string       `json:"type"`
-	Shadow  string       `json:"shadow"`
-	Key     string       `json:"key"`
-	Value   any          `json:"value"`
-	Seconds *json.Number `json:"seconds"`
-	Timeout string       `json:"timeout"`
+	Type    string `json:"type"`
+	Shadow  string `json:"shadow"`
+	Key     string `json:"key"`
+	Value   any    `json:"value"`
+	Seconds any    `json:"seconds"`
+	Timeout string `json:"timeout"`
 }
 
 type pulseJob struct {
@@ -218,9 +218,10 @@ func (Pulse) Check(doc json.RawMessage) (Job, error) {
 	if d.Seconds == nil {
 		return nil, fmt.Errorf(`%w: pulse: "seconds" is missing; give how long to hold the value, e.g. 5`, ErrInvalid)
 	}
-	s, err := d.Seconds.Float64()
-	if err != nil || s <= 0 || s > MaxPulse.Seconds() {
-		return nil, fmt.Errorf("%w: pulse: seconds %s: want more than 0 and at most %.0f", ErrInvalid, d.Seconds, MaxPulse.Seconds())
+	n, isNum := d.Seconds.(json.Number)
+	s, err := n.Float64()
+	if !isNum || err != nil || s <= 0 || s > MaxPulse.Seconds() {
+		return nil, fmt.Errorf("%w: pulse: seconds %s: want a number more than 0 and at most %.0f", ErrInvalid, compact(d.Seconds), MaxPulse.Seconds())
 	}
 	to, err := duration("timeout", d.Timeout, DefaultMatchTimeout, time.Second, MaxMatchTimeout)
 	if err != nil {
@@ -249,6 +250,10 @@ func (p *pulseJob) Run(ctx context.Context, x *Exec) (Details, error) {
 		p.restore(ctx, x, prev)
 		return nil, err
 	}
+	if err := x.Progress(ctx, Details{"phase": "holding", "restore": compact(prev), "until": x.Clock.Now().Add(p.hold).UTC().Format(time.RFC3339)}); err != nil {
+		p.restore(ctx, x, prev)
+		return nil, err
+	}
 	if err := x.Sleep(ctx, p.hold); err != nil {
 		p.restore(ctx, x, prev)
 		return nil, err
@@ -259,7 +264,7 @@ func (p *pulseJob) Run(ctx context.Context, x *Exec) (Details, error) {
 	if err := p.set(ctx, x, prev); err != nil {
 		return nil, err
 	}
-	return Details{"key": p.d.Key, "value": compact(p.d.Value), "restored": compact(prev), "seconds": p.d.Seconds.String()}, nil
+	return Details{"key": p.d.Key, "value": compact(p.d.Value), "restored": compact(prev), "seconds": compact(p.d.Seconds)}, nil
 }
 
 // Resume puts the value from before the pulse back.
