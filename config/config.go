@@ -38,6 +38,8 @@ type Config struct {
 	Devices []Device
 	// Shadows lists each shadow the agent syncs and the keys it carries.
 	Shadows []Shadow
+	// Jobs is the jobs: section (nil: no section, the agent runs no jobs).
+	Jobs *Jobs
 
 	spec reconcile.Spec
 	rows []PlanRow
@@ -235,6 +237,10 @@ func (l *loader) build() *Config {
 		cfg.Connection = l.file(s.file).connection(s, cfg.Thing)
 	} else if !l.syntaxErr {
 		l.problem(Position{File: root.file, Line: 1, Col: 1}, "connection is missing; add a connection: section with at least endpoint")
+	}
+
+	if s, ok := l.singles["jobs"]; ok {
+		cfg.Jobs = l.file(s.file).jobs(s)
 	}
 
 	devs := l.parseDevices(cfg.Profile)

@@ -91,7 +91,7 @@ type loader struct {
 	fileOrder map[string]int
 	stack     []string
 
-	singles map[string]src // thing, board, state_dir, connection
+	singles map[string]src // thing, board, state_dir, connection, jobs
 	devices []src          // each sequence item, in reading order
 	shadows []src
 	// hasShadows: a shadows: key was seen (an empty list is allowed).
@@ -124,7 +124,7 @@ func (l *loader) errf(file string, n *yaml.Node, format string, args ...any) {
 }
 
 // topKeys are the keys a configuration file may have.
-var topKeys = []string{"include", "thing", "board", "state_dir", "connection", "devices", "shadows"}
+var topKeys = []string{"include", "thing", "board", "state_dir", "connection", "devices", "shadows", "jobs"}
 
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
