@@ -205,6 +205,9 @@ func epoch(raw json.RawMessage) (time.Time, error) {
 			return t, nil
 		}
 	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil && i > 1e11 && i < 1e14 {
+		return time.UnixMilli(i), nil // milliseconds, as some AWS examples show
+	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f < 0 || f > 1e14 {
 		return time.Time{}, fmt.Errorf("timestamp %s: want seconds since the epoch", raw)
