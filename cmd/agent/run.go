@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/pinshadow/pinshadow/agent"
+	"github.com/pinshadow/pinshadow/agent/jobrun"
 	"github.com/pinshadow/pinshadow/agent/sdnotify"
+	"github.com/pinshadow/pinshadow/agent/supervisor"
 	"github.com/pinshadow/pinshadow/board"
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/console"
@@ -32,6 +34,9 @@ type runOptions struct {
 	getenv     func(string) string  // NOTIFY_SOCKET, WATCHDOG_USEC
 	watchdog   <-chan time.Time     // replaces the watchdog ticker (tests)
 	started    func(a *agent.Agent) // called once the agent exists (tests)
+	// configSwitch is the supervisor, for the apply-config job type (set
+	// by superviseAgent for each generation).
+	configSwitch jobrun.ConfigSwitch
 }
 
 // runRun is `agent run`: the daemon.
@@ -94,24 +99,26 @@ func runAgent(ctx context.Context, e *env, o runOptions) error {
 	if o.getenv == nil {
 		o.getenv = func(string) string { return "" }
 	}
-	cfg, err := parseRunConfig(o.configPath)
-	if err != nil {
-		var probs config.Errors
-		if errors.As(err, &probs) {
-			for _, p := range probs {
-				fmt.Fprintln(e.stderr, p.Error())
-			}
-			return &exitError{code: 1, err: fmt.Errorf("%d problem(s) in %s; nothing was started (check it with agent validate)", len(probs), o.configPath)}
-		}
-		return &exitError{code: 1, err: err}
-	}
+	// The supervisor (supervise.go) runs runGeneration once per
+	// configuration: again after an apply-config job switched the file.
+	return superviseAgent(ctx, e, o, log)
+}
+
+// runGeneration runs one agent on g.Config until ctx is done (nil) or the
+// agent stops by itself.
+func runGeneration(ctx context.Context, e *env, o runOptions, log *slog.Logger, g *supervisor.Generation) error {
+	cfg := g.Config
 	if cfg.BoardNote != "" {
 		log.Info(cfg.BoardNote)
 	}
 	deps := o.deps
 	deps.Logger = log
+	deps.Events = observeEvents(g, deps.Events)
+	// The console lives as long as one generation: an apply-config restart
+	// rebinds it and the page's event stream reconnects.
 	var wc *runningConsole
 	if o.web != nil {
+		var err error
 		if wc, err = o.web.start(log.With("part", "console")); err != nil {
 			return err
 		}
@@ -128,6 +135,7 @@ func runAgent(ctx context.Context, e *env, o runOptions) error {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	g.Started(a)
 	if wc != nil {
 		wc.srv.Attach(console.Source{Mode: "run", Agent: a, Desired: a.UpdateDesired})
 		log.Info("web console", "url", wc.url, "write", o.web.write)

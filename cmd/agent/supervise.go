@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/pinshadow/pinshadow/agent"
+	"github.com/pinshadow/pinshadow/agent/jobrun"
+	"github.com/pinshadow/pinshadow/agent/supervisor"
+	"github.com/pinshadow/pinshadow/board"
+	"github.com/pinshadow/pinshadow/config"
+)
+
+// runConfigOptions are how `agent run` reads configurations: the real file
+// system, environment and board.
+func runConfigOptions() config.Options {
+	return config.Options{
+		ReadFile:  os.ReadFile,
+		LookupEnv: os.LookupEnv,
+		Detect:    func() board.Detection { return board.Detect("") },
+	}
+}
+
+// superviseAgent runs the agent under a supervisor: one generation per
+// configuration file, switched (and verified, or rolled back) by
+// apply-config jobs. A switch a crash left unfinished is rolled back first.
+func superviseAgent(ctx context.Context, e *env, o runOptions, log *slog.Logger) error {
+	var sup *supervisor.Supervisor
+	sup, err := supervisor.New(supervisor.Options{
+		Path:   o.configPath,
+		Config: runConfigOptions(),
+		// What agent.New checks beyond the file (drivers, endpoint).
+		Check: func(cfg *config.Config) error {
+			_, err := agent.New(cfg, o.deps)
+			return err
+		},
+		Run: func(ctx context.Context, g *supervisor.Generation) error {
+			og := o
+			og.configSwitch = configSwitch{sup}
+			return runGeneration(ctx, e, og, log, g)
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	err = sup.Run(ctx)
+	var probs config.Errors
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &probs):
+		for _, p := range probs {
+			fmt.Fprintln(e.stderr, p.Error())
+		}
+		return &exitError{code: 1, err: fmt.Errorf("%d problem(s) in %s; nothing was started (check it with agent validate)", len(probs), o.configPath)}
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: 1, err: fmt.Errorf("configuration %s: %w", o.configPath, err)}
+}
+
+// observeEvents hands every agent event to the generation (device faults
+// decide a trial) and then to next.
+func observeEvents(g *supervisor.Generation, next func(agent.Event)) func(agent.Event) {
+	return func(ev agent.Event) {
+		g.Observe(ev)
+		if next != nil {
+			next(ev)
+		}
+	}
+}
+
+// configSwitch adapts the supervisor to the apply-config job type.
+type configSwitch struct{ s *supervisor.Supervisor }
+
+func (c configSwitch) Validate(data []byte) error {
+	_, err := c.s.Validate(data)
+	var probs config.Errors
+	if errors.As(err, &probs) {
+		return probs // one problem per line, without the wrapping
+	}
+	return err
+}
+
+func (c configSwitch) Apply(ctx context.Context, job string, data []byte, verify time.Duration) error {
+	return c.s.Apply(ctx, supervisor.Request{Job: job, Data: data, VerifyTimeout: verify})
+}
+
+func (c configSwitch) Outcome(ctx context.Context, job string) (jobrun.SwitchResult, error) {
+	r, err := c.s.Outcome(ctx, job)
+	if errors.Is(err, supervisor.ErrNoSwitch) {
+		return jobrun.SwitchResult{}, fmt.Errorf("%w: %s", jobrun.ErrNoSwitch, job)
+	}
+	if err != nil {
+		return jobrun.SwitchResult{}, err
+	}
+	return jobrun.SwitchResult{Applied: r.Phase == supervisor.PhaseApplied, Reason: r.Reason, Config: r.Config, Backup: r.Backup}, nil
+}
