@@ -6,6 +6,7 @@ func extraCommands() []command {
 	return []command{
 		{name: "cloud", summary: "run the local AWS IoT cloud: MQTT broker + Device Shadow service", run: runCloud},
 		{name: "certs", summary: "write a development CA, server and device certificates for mutual TLS", run: runCerts},
+		{name: "jobs", summary: "create, list, describe or cancel IoT jobs on the local cloud (the cloud side)", run: runJobs},
 		{name: "shadow", summary: "get, update or delete a device shadow (the cloud side, for people and scripts)", run: runShadow},
 		{name: "validate", summary: "check a configuration file and print every problem with file:line:column", run: runValidate},
 		{name: "plan", summary: "show which shadow key drives or reads which device, pin or bus", run: runPlan},
