@@ -32,12 +32,13 @@ const (
 	KindOnline   = "online"  // the agent (re)connected
 	KindOffline  = "offline" // the agent lost the connection
 	KindReady    = "ready"   // the agent's first convergence
+	KindJob      = "job"     // an AWS IoT job's execution changed status
 	KindSummary  = "summary"
 )
 
 // quietKinds are the lines --quiet keeps.
 var quietKinds = map[string]bool{KindCloud: true, KindScenario: true, KindDesired: true, KindInSync: true,
-	KindRejected: true, KindOnReject: true, KindFault: true, KindOnline: true, KindOffline: true, KindSummary: true}
+	KindRejected: true, KindOnReject: true, KindFault: true, KindOnline: true, KindOffline: true, KindJob: true, KindSummary: true}
 
 // Account prints the live account of a simulation: one line per event,
 // timestamped from the start. It correlates what it sees — a desired
@@ -63,6 +64,7 @@ type Account struct {
 
 	rejected, cleared int
 	latencies         []time.Duration
+	jobsEnded         map[string]int // terminal job status → count
 }
 
 type pend struct {
@@ -84,7 +86,8 @@ type AccountOptions struct {
 func NewAccount(w io.Writer, cfg *config.Config, o AccountOptions) *Account {
 	a := &Account{w: w, start: o.Start, json: o.JSON, quiet: o.Quiet,
 		desiredDev: map[string]string{}, patches: map[string]bool{}, devKeys: map[string][]string{}, sensorKeys: map[string]bool{},
-		pending: map[string]*pend{}, desired: map[string]any{}, lastFault: map[string]string{}, rejectedKeys: map[string]bool{}}
+		pending: map[string]*pend{}, desired: map[string]any{}, lastFault: map[string]string{}, rejectedKeys: map[string]bool{},
+		jobsEnded: map[string]int{}}
 	if a.start.IsZero() {
 		a.start = time.Now()
 	}
@@ -371,6 +374,31 @@ func (a *Account) Agent(e agent.Event) {
 	}
 }
 
+// Job prints a job execution's new status as the cloud side sees it, with
+// its statusDetails.
+func (a *Account) Job(u JobUpdate) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	text := "job " + u.JobID + " " + u.Status
+	if len(u.Details) > 0 {
+		keys := make([]string, 0, len(u.Details))
+		for k := range u.Details {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + u.Details[k]
+		}
+		text += " (" + strings.Join(parts, ", ") + ")"
+	}
+	switch u.Status {
+	case "SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED":
+		a.jobsEnded[u.Status]++
+	}
+	a.line(time.Now(), KindJob, text, map[string]any{"job": u.JobID, "status": u.Status, "details": u.Details})
+}
+
 // Summary prints the totals: applied, rejected, deltas cleared and their
 // median latency.
 func (a *Account) Summary() {
@@ -382,8 +410,18 @@ func (a *Account) Summary() {
 	if len(lat) > 0 {
 		med = ms(lat[len(lat)/2])
 	}
-	a.line(time.Now(), KindSummary, fmt.Sprintf("%d deltas cleared (median %s after desired), %d values rejected", a.cleared, med, a.rejected),
-		map[string]any{"cleared": a.cleared, "rejected": a.rejected})
+	text := fmt.Sprintf("%d deltas cleared (median %s after desired), %d values rejected", a.cleared, med, a.rejected)
+	if len(a.jobsEnded) > 0 {
+		sts := make([]string, 0, len(a.jobsEnded))
+		for st := range a.jobsEnded {
+			sts = append(sts, st)
+		}
+		sort.Strings(sts)
+		for _, st := range sts {
+			text += fmt.Sprintf(", %d job(s) %s", a.jobsEnded[st], st)
+		}
+	}
+	a.line(time.Now(), KindSummary, text, map[string]any{"cleared": a.cleared, "rejected": a.rejected, "jobs": a.jobsEnded})
 }
 
 // flatten returns the leaves of m as dotted paths.

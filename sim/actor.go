@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pinshadow/pinshadow/iot"
+	"github.com/pinshadow/pinshadow/jobs"
 )
 
 // Actor is the cloud side of a simulation: an application that changes
@@ -27,6 +29,17 @@ type Actor struct {
 	// connection's dispatcher goroutine.
 	onDocument func(shadow string, d Documents, mine bool)
 	onRejected func(shadow string, code int, msg string)
+	onJob      func(JobUpdate)
+
+	// ctx ends at Close; wg holds the job poller.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	poll   chan struct{}
+
+	mgr   *jobs.Manager
+	jobMu sync.Mutex
+	jobs  map[string]string // jobs created → last status seen ("" none yet)
 }
 
 // Documents is an update/documents message: the shadow before and after
@@ -61,6 +74,10 @@ type ActorOptions struct {
 	// must not block.
 	OnDocument func(shadow string, d Documents, mine bool)
 	OnRejected func(shadow string, code int, msg string)
+	// OnJob is called when a job the actor created changes status (seen by
+	// describing it when the thing's pending list changes). It is called
+	// from the actor's goroutines and must not block.
+	OnJob func(JobUpdate)
 }
 
 // NewActor connects to the broker and subscribes to the shadows' update
@@ -81,8 +98,10 @@ func NewActor(ctx context.Context, o ActorOptions) (*Actor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: cloud-side client for %s: %w", o.Endpoint, err)
 	}
-	a := &Actor{ic: ic, thing: o.Thing, prefix: id + "-", onDocument: o.OnDocument, onRejected: o.OnRejected}
-	var subs []iot.Subscription
+	a := &Actor{ic: ic, thing: o.Thing, prefix: id + "-", onDocument: o.OnDocument, onRejected: o.OnRejected, onJob: o.OnJob,
+		jobs: map[string]string{}, poll: make(chan struct{}, 1)}
+	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	subs := []iot.Subscription{a.notifySubscription()}
 	for _, name := range o.Shadows {
 		name := name
 		p := a.topicPrefix(name)
@@ -92,10 +111,22 @@ func NewActor(ctx context.Context, o ActorOptions) (*Actor, error) {
 		)
 	}
 	if err := ic.SubscribeMany(ctx, subs); err != nil {
+		a.cancel()
+		a.wg.Wait()
 		ic.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("sim: cloud-side subscriptions: %w", err)
 	}
+	if a.mgr, err = jobs.NewManager(ctx, jobs.IOT(ic), 10*time.Second); err != nil {
+		a.cancel()
+		a.wg.Wait()
+		ic.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("sim: cloud-side jobs management: %w", err)
+	}
+	a.wg.Add(1)
+	go a.poller()
 	if err := ic.Connect(ctx); err != nil {
+		a.cancel()
+		a.wg.Wait()
 		ic.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("sim: cloud side connecting to %s: %w", o.Endpoint, err)
 	}
@@ -151,5 +182,10 @@ func (a *Actor) Desired(ctx context.Context, shadow string, patch map[string]any
 	return nil
 }
 
-// Close disconnects.
-func (a *Actor) Close(ctx context.Context) error { return a.ic.Close(ctx) }
+// Close stops the job polling and disconnects.
+func (a *Actor) Close(ctx context.Context) error {
+	a.cancel()
+	a.wg.Wait()
+	_ = a.mgr.Close(ctx)
+	return a.ic.Close(ctx)
+}

@@ -152,7 +152,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		actor, err = NewActor(ctx, ActorOptions{Endpoint: addr, Thing: cfg.Thing, Shadows: shadows,
-			OnDocument: acct.Document, OnRejected: acct.Rejected})
+			OnDocument: acct.Document, OnRejected: acct.Rejected, OnJob: acct.Job})
 		if err != nil {
 			return err
 		}
@@ -306,6 +306,11 @@ func (p *player) do(ctx context.Context, a action) {
 		err = world.SetFault(st.Device, st.Fault)
 	case StepAmbient:
 		world.SetAmbient(st.Ambient)
+	case StepJob:
+		if actor == nil {
+			return
+		}
+		err = actor.CreateJob(ctx, st.JobID, st.Job)
 	case StepRestartBroker:
 		if p.restart == nil {
 			err = errors.New("sim: no in-process broker to restart")

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/pinshadow/pinshadow/internal/suggest"
@@ -58,10 +59,13 @@ const (
 	StepAmbient StepKind = "ambient"
 	// StepSay prints a line of narration.
 	StepSay StepKind = "say"
+	// StepJob creates an AWS IoT job for the device in the local cloud's
+	// Jobs service (the agent runs it; the account follows its status).
+	StepJob StepKind = "job"
 )
 
 // stepKinds lists the action keys in the order they are documented.
-var stepKinds = []StepKind{StepDesired, StepPress, StepFault, StepRestartBroker, StepAmbient, StepSay}
+var stepKinds = []StepKind{StepDesired, StepPress, StepFault, StepRestartBroker, StepAmbient, StepSay, StepJob}
 
 // Step is one timed action of a scenario.
 type Step struct {
@@ -87,6 +91,11 @@ type Step struct {
 	Ambient float64
 	// Say is the narration (StepSay).
 	Say string
+	// Job is the job document (StepJob), JSON-ready, with its "type";
+	// JobID is the job's ID, made up from the step's position in the
+	// scenario ("sim-job-1" for the first job step).
+	Job   map[string]any
+	JobID string
 }
 
 // Describe renders the step in a few words for the live account.
@@ -108,6 +117,8 @@ func (s Step) Describe() string {
 		return fmt.Sprintf("ambient temperature %.1f °C", s.Ambient)
 	case StepSay:
 		return s.Say
+	case StepJob:
+		return fmt.Sprintf("job %s: %v %s", s.JobID, s.Job["type"], formatPatch(withoutType(s.Job)))
 	}
 	return string(s.Kind)
 }
@@ -131,6 +142,7 @@ const DefaultPress = 300 * time.Millisecond
 //	- {at: 10s, restart_broker: true}
 //	- {at: 12s, ambient: 5}                          # °C
 //	- {at: 12s, say: "a window opens"}
+//	- {at: 15s, job: {type: set-desired, desired: {fan: 20}}}  # an AWS IoT job
 //
 // Every problem is reported at once, as config.Errors with file:line:column.
 // Device names are checked against a configuration by Check.
@@ -161,8 +173,13 @@ func ParseScenario(file string, data []byte) (*Scenario, error) {
 		p.addNode(root, "a scenario is a list of steps, e.g. - {at: 2s, desired: {fan: 40}}")
 		return nil, p.errs
 	}
+	jobs := 0
 	for _, n := range root.Content {
 		if st, ok := p.step(n); ok {
+			if st.Kind == StepJob {
+				jobs++
+				st.JobID = fmt.Sprintf("sim-job-%d", jobs)
+			}
 			sc.Steps = append(sc.Steps, st)
 		}
 	}
@@ -207,7 +224,7 @@ func (p *parser) pos(n *yaml.Node) config.Position {
 }
 
 // stepKeys are every key a step mapping may hold.
-var stepKeys = []string{"at", "desired", "shadow", "press", "for", "fault", "restart_broker", "ambient", "say"}
+var stepKeys = []string{"at", "desired", "shadow", "press", "for", "fault", "restart_broker", "ambient", "say", "job"}
 
 func (p *parser) step(n *yaml.Node) (Step, bool) {
 	st := Step{Pos: p.pos(n)}
@@ -326,8 +343,38 @@ func (p *parser) step(n *yaml.Node) (Step, bool) {
 			return st, false
 		}
 		st.Say = v.Value
+	case StepJob:
+		if v.Kind != yaml.MappingNode {
+			p.addNode(v, "job: want a job document such as {type: set-desired, desired: {fan: 20}}")
+			return st, false
+		}
+		var m map[string]any
+		if err := v.Decode(&m); err != nil {
+			p.addNode(v, "job: %v", err)
+			return st, false
+		}
+		if t, _ := m["type"].(string); t == "" {
+			p.addNode(v, "job: the document needs a \"type\", e.g. {type: pulse, key: status_led, value: true, seconds: 2}")
+			return st, false
+		}
+		if _, err := json.Marshal(m); err != nil {
+			p.addNode(v, "job: the document does not convert to JSON: %v", err)
+			return st, false
+		}
+		st.Job = m
 	}
 	return st, ok
+}
+
+// withoutType returns a job document without its "type", for descriptions.
+func withoutType(doc map[string]any) map[string]any {
+	out := make(map[string]any, len(doc))
+	for k, v := range doc {
+		if k != "type" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (p *parser) fault(v *yaml.Node, st *Step) bool {

@@ -66,6 +66,8 @@ func TestParseScenario(t *testing.T) {
 - {at: 1s, desired: {fan: 40, lights: {kitchen: true}}, shadow: extra}
 - {at: 2s, press: button, for: 1s}
 - {at: 2s, ambient: -5.5}
+- {at: 4s, job: {type: set-desired, desired: {fan: 20}}}
+- {at: 4s, job: {type: pulse, key: status_led, value: true}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +81,8 @@ func TestParseScenario(t *testing.T) {
 		"2s press button for 1s",
 		"2s ambient temperature -5.5 °C",
 		"3s i2c_timeout on soil for 2s",
+		"4s job sim-job-1: set-desired desired.fan=20",
+		"4s job sim-job-2: pulse key=\"status_led\" value=true",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -98,12 +102,12 @@ func TestParseScenarioProblems(t *testing.T) {
 		{"not yaml", "- {at: 1s\n", "s.yaml:1: not valid YAML: did not find expected ',' or '}'"},
 		{"step not a mapping", "- [1]\n", "s.yaml:1:3: a step is a mapping such as {at: 2s, desired: {fan: 40}}"},
 		{"no at", "- {say: hi}\n", `s.yaml:1:3: step without "at"; give the time from the start, e.g. at: 2s`},
-		{"no action", "- {at: 1s}\n", "s.yaml:1:3: step without an action; give one of desired, press, fault, restart_broker, ambient, say"},
+		{"no action", "- {at: 1s}\n", "s.yaml:1:3: step without an action; give one of desired, press, fault, restart_broker, ambient, say, job"},
 		{"two actions", "- {at: 1s, desired: {fan: 1}, press: button}\n", `s.yaml:1:31: one action per step: "desired" and "press" are in the same step; split them into two steps with the same at`},
 		{"no unit", "- {at: 2.5, say: hi}\n", `s.yaml:1:8: at: "2.5" has no unit; add one: 2.5s`},
 		{"not a duration", "- {at: soon, say: hi}\n", `s.yaml:1:8: at: "soon" is not a duration; want e.g. 2s, 500ms or 1m30s`},
 		{"negative", "- {at: -1s, say: hi}\n", "s.yaml:1:8: at: -1s is negative; times count from the start of the run"},
-		{"misspelt key", "- {at: 1s, desird: {fan: 1}}\n", `s.yaml:1:12: unknown step key "desird"; allowed: at, desired, shadow, press, for, fault, restart_broker, ambient, say; did you mean "desired"?`},
+		{"misspelt key", "- {at: 1s, desird: {fan: 1}}\n", `s.yaml:1:12: unknown step key "desird"; allowed: at, desired, shadow, press, for, fault, restart_broker, ambient, say, job; did you mean "desired"?`},
 		{"misspelt fault", "- {at: 1s, fault: {i2c_nak: climate, for: 1s}}\n", `s.yaml:1:20: unknown fault key "i2c_nak"; allowed: i2c_nack, i2c_timeout, for; did you mean "i2c_nack"?`},
 		{"fault without for", "- {at: 1s, fault: {i2c_nack: climate}}\n", "s.yaml:1:19: fault: say how long it lasts, e.g. for: 3s"},
 		{"for outside fault", "- {at: 1s, fault: {i2c_nack: climate}, for: 1s}\n", "s.yaml:1:19: fault: say how long it lasts, e.g. for: 3s\ns.yaml:1:40: \"for\" goes with press here (a fault takes it inside: fault: {i2c_nack: DEVICE, for: 3s})"},
@@ -112,6 +116,8 @@ func TestParseScenarioProblems(t *testing.T) {
 		{"restart false", "- {at: 1s, restart_broker: false}\n", "s.yaml:1:28: restart_broker: want true"},
 		{"ambient absurd", "- {at: 1s, ambient: 500}\n", `s.yaml:1:21: ambient: want a temperature in °C between -40 and 85, got "500"`},
 		{"duplicate key", "- {at: 1s, at: 2s, say: x}\n", `s.yaml:1:12: "at" is given twice in this step`},
+		{"job not a mapping", "- {at: 1s, job: pulse}\n", "s.yaml:1:17: job: want a job document such as {type: set-desired, desired: {fan: 20}}"},
+		{"job without type", "- {at: 1s, job: {desired: {fan: 1}}}\n", `s.yaml:1:17: job: the document needs a "type", e.g. {type: pulse, key: status_led, value: true, seconds: 2}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseScenario("s.yaml", []byte(c.in))
@@ -129,7 +135,7 @@ func TestParseScenarioProblems(t *testing.T) {
 func TestParseScenarioReportsEveryProblemInLineOrder(t *testing.T) {
 	_, err := ParseScenario("s.yaml", []byte("- {at: 1, say: a}\n- {at: 1s}\n- {at: 1s, press: }\n"))
 	want := "s.yaml:1:8: at: \"1\" has no unit; add one: 1s\n" +
-		"s.yaml:2:3: step without an action; give one of desired, press, fault, restart_broker, ambient, say\n" +
+		"s.yaml:2:3: step without an action; give one of desired, press, fault, restart_broker, ambient, say, job\n" +
 		"s.yaml:3:19: press: want a device id, e.g. press: button"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
