@@ -39,6 +39,9 @@ type Agent struct {
 	stopped chan struct{} // closed when the loop ends (to unblock Reload)
 	ready   chan struct{}
 	readyMu sync.Once
+
+	evMu      sync.Mutex
+	evWaiters []func() // called at the next event (jobHost.Changed)
 }
 
 type reloadReq struct {
@@ -215,10 +218,22 @@ func (a *Agent) compatible(cfg *config.Config) error {
 	if devicesKey(cfg) != devicesKey(old) {
 		why = append(why, "the devices or their wiring changed")
 	}
+	if jobsKey(cfg) != jobsKey(old) {
+		why = append(why, "the jobs: section changed")
+	}
 	if len(why) > 0 {
 		return fmt.Errorf("%w: %s; restart the agent to apply this (systemctl restart pinshadow)", ErrReloadRefused, strings.Join(why, "; "))
 	}
 	return nil
+}
+
+func jobsKey(cfg *config.Config) string {
+	if cfg.Jobs == nil {
+		return "none"
+	}
+	j := *cfg.Jobs
+	j.Pos = config.Position{}
+	return fmt.Sprintf("%+v", j)
 }
 
 func devicesKey(cfg *config.Config) string {
@@ -230,6 +245,13 @@ func devicesKey(cfg *config.Config) string {
 }
 
 func (a *Agent) emit(e Event) {
+	a.evMu.Lock()
+	ws := a.evWaiters
+	a.evWaiters = nil
+	a.evMu.Unlock()
+	for _, w := range ws {
+		w()
+	}
 	if a.deps.Events == nil {
 		return
 	}

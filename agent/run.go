@@ -17,6 +17,7 @@ import (
 	"github.com/pinshadow/pinshadow/hal"
 	"github.com/pinshadow/pinshadow/hal/periph"
 	"github.com/pinshadow/pinshadow/iot"
+	"github.com/pinshadow/pinshadow/jobs"
 	"github.com/pinshadow/pinshadow/shadowsync"
 	"github.com/pinshadow/pinshadow/shadowsync/reconcile"
 )
@@ -80,6 +81,10 @@ type runner struct {
 	sens    map[string]*SensorStatus
 	lastErr string
 	lastAt  time.Time
+
+	jobsClient *jobs.Client  // nil without a jobs: section
+	jobsDone   chan struct{} // closed when the job runner has returned
+	jobsCancel context.CancelCauseFunc
 
 	wctx   context.Context // the runner's goroutines' context
 	wg     sync.WaitGroup  // goroutines the runner owns
@@ -200,6 +205,9 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		r.seen[name] = -1
 		r.wg.Add(1)
 		go r.forwardDeltas(ictx, name, sh)
+	}
+	if err := r.startJobs(ctx); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	a.statusf = r.liveStatus
@@ -1079,6 +1087,7 @@ func (r *runner) stop(ctx context.Context) {
 	}
 	a.mu.Unlock()
 	r.cancel()
+	r.stopJobs(sctx)
 	if r.sc != nil {
 		_ = r.sc.Close(sctx)
 	}

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pinshadow/pinshadow/agent/jobrun"
 	"github.com/pinshadow/pinshadow/devices"
 	"github.com/pinshadow/pinshadow/hal"
 	"github.com/pinshadow/pinshadow/hal/fake"
+	"github.com/pinshadow/pinshadow/jobs"
 	"github.com/pinshadow/pinshadow/shadowsync"
 )
 
@@ -64,6 +66,13 @@ type Deps struct {
 	// Shadow configures the shadow client (timeouts, rate, retry waits);
 	// Logger defaults to the agent's.
 	Shadow shadowsync.Options
+	// Jobs configures the Jobs client (used when the configuration has a
+	// jobs: section); its notify callbacks are the agent's own.
+	Jobs jobs.Options
+	// JobTypes adds job types to the built-in ones the configuration
+	// enables (set-desired, pulse, run-handler, download-file), or replaces
+	// them by name: `agent run` adds apply-config and reboot.
+	JobTypes map[string]jobrun.Handler
 }
 
 // EventKind says what an Event reports.
@@ -120,6 +129,27 @@ const (
 	EventIteration EventKind = "iteration"
 	// EventStopped: Run is returning.
 	EventStopped EventKind = "stopped"
+
+	// Job events (package jobrun): Key is the job id, Property the job
+	// type, Status the execution status, Value the statusDetails
+	// (map[string]string), Message a reason.
+	//
+	// EventJobStarted: an execution began (Message "resumed after a
+	// restart" when it continues one the agent was running when it stopped).
+	EventJobStarted EventKind = "job_started"
+	// EventJobProgress: the job reported progress (IN_PROGRESS, persisted).
+	EventJobProgress EventKind = "job_progress"
+	// EventJobFinished: the execution ended on the device with Status
+	// (SUCCEEDED, FAILED, REJECTED); it is persisted and being sent.
+	EventJobFinished EventKind = "job_finished"
+	// EventJobSent: the service accepted a status.
+	EventJobSent EventKind = "job_sent"
+	// EventJobDropped: the service refused a status for good
+	// (TerminalStateReached, VersionMismatch: cancelled or timed out).
+	EventJobDropped EventKind = "job_dropped"
+	// EventJobError: starting or updating failed and is retried, or the
+	// jobs state file failed.
+	EventJobError EventKind = "job_error"
 )
 
 // Event is one thing the agent did or saw.

@@ -25,6 +25,10 @@ type Jobs struct {
 	Handlers JobHandlers
 	// Downloads configures the download-file job type; Dir "" turns it off.
 	Downloads JobDownloads
+	// ApplyConfig and Reboot configure the apply-config and reboot types
+	// (wired by `agent run`; zero values mean the types' defaults).
+	ApplyConfig JobApplyConfig
+	Reboot      JobReboot
 	// Pos is where the section starts.
 	Pos Position
 }
@@ -51,6 +55,22 @@ type JobDownloads struct {
 	AllowHTTP bool
 }
 
+// JobApplyConfig configures apply-config.
+type JobApplyConfig struct {
+	// VerifyTimeout bounds the new configuration's convergence (0: the
+	// type's default).
+	VerifyTimeout time.Duration
+}
+
+// JobReboot configures reboot.
+type JobReboot struct {
+	// Command is the reboot command as argv (nil: the type's default,
+	// systemctl reboot).
+	Command []string
+	// Timeout is how long the device may take to come back (0: default).
+	Timeout time.Duration
+}
+
 // Defaults of the jobs: section.
 const (
 	DefaultStepTimeout    = 10 * time.Minute
@@ -59,7 +79,7 @@ const (
 )
 
 var (
-	jobsKeys      = []string{"enabled", "step_timeout", "handlers", "downloads"}
+	jobsKeys      = []string{"enabled", "step_timeout", "handlers", "downloads", "apply_config", "reboot"}
 	handlerKeys   = []string{"dir", "user", "timeout", "max_timeout"}
 	downloadKeys  = []string{"dir", "max_size", "allow_http"}
 	userPattern   = regexp.MustCompile(`^[a-z_][a-z0-9_-]*\$?$`)
@@ -113,6 +133,31 @@ func (fp fileParser) jobs(s src) *Jobs {
 					}
 				}
 			}
+		case "apply_config":
+			for _, a := range fp.pairs(p.val, "jobs apply_config", []string{"verify_timeout"}) {
+				if d, ok := fp.duration(a.val, "jobs apply_config verify_timeout"); ok {
+					if d < time.Second || d > time.Hour {
+						fp.errf(a.val, "jobs apply_config verify_timeout %v is out of range; allowed: 1s to 1h", d)
+					} else {
+						j.ApplyConfig.VerifyTimeout = d
+					}
+				}
+			}
+		case "reboot":
+			for _, r := range fp.pairs(p.val, "jobs reboot", []string{"command", "timeout"}) {
+				switch r.name {
+				case "command":
+					j.Reboot.Command = fp.argv(r.val, "jobs reboot command")
+				case "timeout":
+					if d, ok := fp.duration(r.val, "jobs reboot timeout"); ok {
+						if d < 10*time.Second || d > 24*time.Hour {
+							fp.errf(r.val, "jobs reboot timeout %v is out of range; allowed: 10s to 24h", d)
+						} else {
+							j.Reboot.Timeout = d
+						}
+					}
+				}
+			}
 		case "downloads":
 			for _, d := range fp.pairs(p.val, "jobs downloads", downloadKeys) {
 				switch d.name {
@@ -151,6 +196,28 @@ func (fp fileParser) absDir(n *yaml.Node, what string) string {
 		return ""
 	}
 	return filepath.Clean(v)
+}
+
+// argv reads a command as a list of strings (no shell).
+func (fp fileParser) argv(n *yaml.Node, what string) []string {
+	m := deref(n)
+	if m == nil || m.Kind != yaml.SequenceNode || len(m.Content) == 0 {
+		fp.errf(n, "%s must be a non-empty list of strings (argv, no shell), such as [systemctl, reboot]", what)
+		return nil
+	}
+	var out []string
+	for _, it := range m.Content {
+		s, ok := fp.str(it, what)
+		if !ok {
+			return nil
+		}
+		out = append(out, s)
+	}
+	if out[0] == "" {
+		fp.errf(m.Content[0], "%s: the program name is empty", what)
+		return nil
+	}
+	return out
 }
 
 // size reads a byte count: a whole number, optionally with a unit (B, KB,

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ jobs:
   step_timeout: 15m
   handlers: {dir: /etc/pinshadow/handlers, user: pinshadow, timeout: 1m, max_timeout: 10m}
   downloads: {dir: /var/lib/pinshadow/downloads, max_size: 10MiB, allow_http: true}
+  apply_config: {verify_timeout: 2m}
+  reboot: {command: [sudo, /sbin/reboot], timeout: 5m}
 `}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +26,11 @@ jobs:
 		Downloads: config.JobDownloads{Dir: "/var/lib/pinshadow/downloads", MaxSize: 10 << 20, AllowHTTP: true}}
 	got := *cfg.Jobs
 	got.Pos = config.Position{}
-	if got != want {
+	if got.ApplyConfig.VerifyTimeout != 2*time.Minute || strings.Join(got.Reboot.Command, " ") != "sudo /sbin/reboot" || got.Reboot.Timeout != 5*time.Minute {
+		t.Errorf("apply_config/reboot: %+v %+v", got.ApplyConfig, got.Reboot)
+	}
+	got.ApplyConfig, got.Reboot = config.JobApplyConfig{}, config.JobReboot{}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("jobs\n got %+v\nwant %+v", got, want)
 	}
 	if s := cfg.Jobs.String(); !strings.Contains(s, "set-desired, pulse, run-handler, download-file; step timeout 15m0s") {

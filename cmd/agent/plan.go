@@ -53,4 +53,7 @@ func writePlan(e *env, cfg *config.Config) {
 	if len(s.Interlocks) > 0 {
 		fmt.Fprintln(e.stdout)
 	}
+	if cfg.Jobs != nil {
+		fmt.Fprintf(e.stdout, "\n%s\n", cfg.Jobs)
+	}
 }

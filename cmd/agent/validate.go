@@ -32,6 +32,9 @@ func runValidate(_ context.Context, e *env, args []string) error {
 	if d := cfg.Connection.Discovery.Describe(cfg.Connection.Endpoint); d != "" {
 		fmt.Fprintf(e.stdout, "connection: %s\n", d)
 	}
+	if cfg.Jobs != nil {
+		fmt.Fprintln(e.stdout, cfg.Jobs.String())
+	}
 	return nil
 }
 
