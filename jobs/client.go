@@ -44,14 +44,16 @@ type Options struct {
 	// order; they may block and may call the client's requests. A message
 	// that arrives while a callback is still running replaces an older
 	// undelivered message of the same kind (each carries the whole current
-	// state, so nothing is lost but intermediate states). Nil = ignore.
+	// state, so nothing is lost but intermediate states). They must not
+	// call Close. Nil = ignore.
 	OnNotify     func(PendingJobs)
 	OnNotifyNext func(NextJob)
 	// NoResync turns off the resync: by default, on New and on every
 	// Reconnected, the client asks for the pending list and the next
 	// execution and delivers them to OnNotify and OnNotifyNext (with
 	// NextJob.Resync set), because notifications sent while the device was
-	// offline are lost.
+	// offline are lost. A resync that fails (offline, timeout) is logged
+	// and not retried until the next Reconnected.
 	NoResync bool
 	// Logger receives diagnostics (default: discard).
 	Logger *slog.Logger

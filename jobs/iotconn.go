@@ -41,11 +41,14 @@ func (a iotConn) Unsubscribe(ctx context.Context, filters ...string) error {
 // events itself (through its own iot.Client.Watch channel): every
 // iot.EventOnline calls Reconnected. Close stops following.
 func NewIOT(ctx context.Context, ic *iot.Client, thing string, opts Options) (*Client, error) {
+	// Watch first: a connection that comes up while New runs must still
+	// trigger a resync.
+	events, stop := ic.Watch(8)
 	c, err := New(ctx, IOT(ic), thing, opts)
 	if err != nil {
+		stop()
 		return nil, err
 	}
-	events, stop := ic.Watch(8)
 	c.onClose = append(c.onClose, stop)
 	c.wg.Add(1)
 	go func() {
