@@ -288,8 +288,15 @@ func TestVersionAndExecutionNumberChecks(t *testing.T) {
 	if st := r["executionState"].(map[string]any); st["versionNumber"] != 2.0 {
 		t.Errorf("mismatch state = %v", st)
 	}
-	// Strings as the v1 Python SDK sent them.
-	h.accepted(dt("j1/update"), `{"status":"IN_PROGRESS","expectedVersion":"2","executionNumber":"1"}`)
+	// Strings as the v1 Python SDK sent them. A progress update changes
+	// neither the pending list nor $next: no notify, no notify-next.
+	res, msgs := h.do(dt("j1/update"), `{"status":"IN_PROGRESS","expectedVersion":"2","executionNumber":"1","statusDetails":{"pct":"50"}}`)
+	if _, ok := msgs[dt("j1/update/accepted")]; !ok || len(res.Messages) != 1 || len(res.Changed) != 1 {
+		t.Fatalf("progress update: %v, changed %v", msgs, res.Changed)
+	}
+	if x := h.e.things[thing]["j1"]; x.VersionNumber != 3 || x.StatusDetails["pct"] != "50" {
+		t.Fatalf("after progress update: %+v", x)
+	}
 	h.rejected(dt("j1/update"), `{"status":"IN_PROGRESS","executionNumber":7}`, CodeResourceNotFound)
 	h.rejected(dt("nojob/update"), `{"status":"IN_PROGRESS"}`, CodeResourceNotFound)
 }
