@@ -45,11 +45,11 @@ func (f *fakeConn) Subscribe(_ context.Context, filters []string, _ byte, h func
 
 func (f *fakeConn) Unsubscribe(context.Context, ...string) error { return nil }
 
-func (f *fakeConn) deliver(topic, payload string) {
+func (f *fakeConn) deliver(topic string, payload []byte) {
 	f.mu.Lock()
 	h := f.handler
 	f.mu.Unlock()
-	h(topic, []byte(payload))
+	h(topic, payload)
 }
 
 func (f *fakeConn) request(t *testing.T) published {
@@ -104,12 +104,12 @@ func TestRequestWireFormatAndCorrelation(t *testing.T) {
 	}
 	// Replies for other tokens, other operations or other jobs are not
 	// this request's.
-	fc.deliver("$aws/things/pi/jobs/j1/update/accepted", `{"clientToken":"someone-else"}`)
-	fc.deliver("$aws/things/pi/jobs/j2/update/accepted", `{"clientToken":"`+token+`"}`)
-	fc.deliver("$aws/things/pi/jobs/j1/get/accepted", `{"clientToken":"`+token+`"}`)
+	fc.deliver("$aws/things/pi/jobs/j1/update/accepted", []byte(`{"clientToken":"someone-else"}`))
+	fc.deliver("$aws/things/pi/jobs/j2/update/accepted", []byte(`{"clientToken":"`+token+`"}`))
+	fc.deliver("$aws/things/pi/jobs/j1/get/accepted", []byte(`{"clientToken":"`+token+`"}`))
 	// Strings for numbers (v1 SDK style) and millisecond timestamps parse.
-	fc.deliver("$aws/things/pi/jobs/j1/update/accepted", `{"clientToken":"`+token+`","timestamp":1700000000123,
-		"executionState":{"status":"IN_PROGRESS","versionNumber":"4","statusDetails":{"a":"b"}},"jobDocument":{"d":1}}`)
+	fc.deliver("$aws/things/pi/jobs/j1/update/accepted", []byte(`{"clientToken":"`+token+`","timestamp":1700000000123,
+		"executionState":{"status":"IN_PROGRESS","versionNumber":"4","statusDetails":{"a":"b"}},"jobDocument":{"d":1}}`))
 	r := recv(t, done, "update result")
 	if r.err != nil || r.r.ExecutionState.VersionNumber != 4 || string(r.r.JobDocument) != `{"d":1}` || r.r.Timestamp.UnixMilli() != 1700000000123 {
 		t.Fatalf("update = %+v, %v", r.r, r.err)
@@ -165,14 +165,14 @@ func TestNotificationsLatestWins(t *testing.T) {
 	next := func(id string) string {
 		return `{"timestamp":1700000000,"execution":{"jobId":"` + id + `","status":"QUEUED","versionNumber":1,"executionNumber":1,"queuedAt":1700000000,"jobDocument":{}}}`
 	}
-	fc.deliver("$aws/things/pi/jobs/notify-next", next("a"))
+	fc.deliver("$aws/things/pi/jobs/notify-next", []byte(next("a")))
 	if n := recv(t, got, "first"); n.Execution.JobID != "a" {
 		t.Fatalf("first = %+v", n)
 	}
 	// The callback is blocked on "a": b is replaced by c.
-	fc.deliver("$aws/things/pi/jobs/notify-next", next("b"))
-	fc.deliver("$aws/things/pi/jobs/notify-next", next("c"))
-	fc.deliver("$aws/things/pi/jobs/notify-next", `{"timestamp":1700000001}`)
+	fc.deliver("$aws/things/pi/jobs/notify-next", []byte(next("b")))
+	fc.deliver("$aws/things/pi/jobs/notify-next", []byte(next("c")))
+	fc.deliver("$aws/things/pi/jobs/notify-next", []byte(`{"timestamp":1700000001}`))
 	release <- struct{}{}
 	if n := recv(t, got, "latest"); n.Execution != nil || n.Timestamp.Unix() != 1700000001 {
 		t.Fatalf("after the block = %+v, want the newest (no execution)", n)
