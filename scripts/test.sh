@@ -72,7 +72,8 @@ fi
 # FULL=1 also fuzzes each for FUZZTIME.
 if [ "${FULL:-0}" = 1 ]; then
   for target in localcloud/shadow:FuzzUpdate config:FuzzLoad shadowsync/reconcile:FuzzPlan \
-                shadowsync/reconcile:FuzzSensors filter:FuzzChain discovery:FuzzParse; do
+                shadowsync/reconcile:FuzzSensors filter:FuzzChain discovery:FuzzParse \
+                localcloud/jobs:FuzzHandle jobs:FuzzReply; do
     echo "== fuzz ${target#*:} in ./${target%%:*} for ${FUZZTIME:-2m} (FULL=1)"
     go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-2m}" "./${target%%:*}"
   done
