@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinshadow/pinshadow/iot"
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
 )
 
@@ -174,7 +175,7 @@ func (c *Client) resync(listSeq, nextSeq uint64) {
 	if c.opts.OnNotify != nil {
 		p, err := c.GetPending(c.ctx)
 		if err != nil {
-			c.opts.Logger.Warn("jobs resync: get pending executions failed", "thing", c.thing, "err", err)
+			c.logResync("get pending executions", err)
 		} else {
 			c.mu.Lock()
 			if c.listSeq == listSeq {
@@ -186,7 +187,7 @@ func (c *Client) resync(listSeq, nextSeq uint64) {
 	if c.opts.OnNotifyNext != nil {
 		e, err := c.Describe(c.ctx, NextJobID, DescribeOptions{})
 		if err != nil {
-			c.opts.Logger.Warn("jobs resync: describe $next failed", "thing", c.thing, "err", err)
+			c.logResync("describe $next", err)
 			return
 		}
 		c.mu.Lock()
@@ -195,6 +196,16 @@ func (c *Client) resync(listSeq, nextSeq uint64) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// logResync reports a failed resync; offline (the next Reconnected
+// resyncs) and Close are expected and logged at debug level only.
+func (c *Client) logResync(what string, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, iot.ErrNotConnected) || errors.Is(err, ErrClosed) || c.ctx.Err() != nil {
+		level = slog.LevelDebug
+	}
+	c.opts.Logger.Log(context.Background(), level, "jobs resync: "+what+" failed", "thing", c.thing, "err", err)
 }
 
 // Close stops the callbacks and resyncs, fails waiting requests with
