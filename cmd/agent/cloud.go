@@ -81,7 +81,7 @@ func runCloud(ctx context.Context, e *env, args []string) error {
 	if o.Broker != "" {
 		fmt.Fprintf(e.stdout, "attached to broker %s\n", o.Broker)
 	}
-	o.Logger.Info("local cloud ready", "shadows_loaded", srv.Loaded(), "data", o.DataDir, "startup", time.Since(start).Round(time.Millisecond))
+	o.Logger.Info("local cloud ready", "shadows_loaded", srv.Loaded(), "jobs_loaded", srv.LoadedJobs(), "data", o.DataDir, "startup", time.Since(start).Round(time.Millisecond))
 	select {
 	case <-ctx.Done():
 		o.Logger.Info("shutting down")
