@@ -166,6 +166,13 @@ func (r *runner) startJobs(ctx context.Context) error {
 	r.jobsDone, r.jobsCancel = make(chan struct{}), cancel
 	go func() {
 		defer close(r.jobsDone)
+		// Jobs act through the shadows: start (and resume an interrupted
+		// job) once the agent has converged with them.
+		select {
+		case <-a.ready:
+		case <-jctx.Done():
+			return
+		}
 		if err := run.Run(jctx); err != nil {
 			a.log.Error("job runner stopped", "err", err)
 		}
