@@ -37,6 +37,9 @@ type runOptions struct {
 	// configSwitch is the supervisor, for the apply-config job type (set
 	// by superviseAgent for each generation).
 	configSwitch jobrun.ConfigSwitch
+	// reboot overrides the reboot job type's options from the
+	// configuration where set (tests: a fake command and boot id).
+	reboot jobrun.RebootOptions
 }
 
 // runRun is `agent run`: the daemon.
@@ -114,6 +117,7 @@ func runGeneration(ctx context.Context, e *env, o runOptions, log *slog.Logger, 
 	deps := o.deps
 	deps.Logger = log
 	deps.Events = observeEvents(g, deps.Events)
+	deps.JobTypes = systemJobTypes(o, cfg, deps.JobTypes)
 	// The console lives as long as one generation: an apply-config restart
 	// rebinds it and the page's event stream reconnects.
 	var wc *runningConsole

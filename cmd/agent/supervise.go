@@ -66,6 +66,32 @@ func superviseAgent(ctx context.Context, e *env, o runOptions, log *slog.Logger)
 	return &exitError{code: 1, err: fmt.Errorf("configuration %s: %w", o.configPath, err)}
 }
 
+// systemJobTypes adds the job types only `agent run` offers to extra:
+// apply-config (it needs the supervisor) and reboot, configured from the
+// jobs: section (runOptions.reboot overrides what it sets).
+func systemJobTypes(o runOptions, cfg *config.Config, extra map[string]jobrun.Handler) map[string]jobrun.Handler {
+	if cfg.Jobs == nil || !cfg.Jobs.Enabled {
+		return extra
+	}
+	t := map[string]jobrun.Handler{}
+	if o.configSwitch != nil {
+		t[jobrun.TypeApplyConfig] = jobrun.ApplyConfig(jobrun.ApplyConfigOptions{Switch: o.configSwitch,
+			VerifyTimeout: cfg.Jobs.ApplyConfig.VerifyTimeout})
+	}
+	ro := o.reboot
+	if len(ro.Command) == 0 {
+		ro.Command = cfg.Jobs.Reboot.Command
+	}
+	if ro.Timeout == 0 {
+		ro.Timeout = cfg.Jobs.Reboot.Timeout
+	}
+	t[jobrun.TypeReboot] = jobrun.Reboot(ro)
+	for k, h := range extra {
+		t[k] = h
+	}
+	return t
+}
+
 // observeEvents hands every agent event to the generation (device faults
 // decide a trial) and then to next.
 func observeEvents(g *supervisor.Generation, next func(agent.Event)) func(agent.Event) {
