@@ -452,4 +452,3 @@ func TestRebootJobThatDoesNotRebootFails(t *testing.T) {
 		t.Fatalf("execution %s %v\n%s", x.Status, x.StatusDetails, d.logs)
 	}
 }
-
