@@ -49,7 +49,7 @@ func TestDefaultScenarioFitsTheSimConfig(t *testing.T) {
 			t.Errorf("steps out of order at %d: %s after %s", i, st.At, sc.Steps[i-1].At)
 		}
 	}
-	for _, k := range []StepKind{StepDesired, StepPress, StepFault, StepRestartBroker, StepSay} {
+	for _, k := range []StepKind{StepDesired, StepPress, StepFault, StepRestartBroker, StepSay, StepJob} {
 		if !kinds[k] {
 			t.Errorf("the default scenario shows no %s step", k)
 		}

@@ -87,6 +87,9 @@ func TestSimDefaultScenarioRunsToCompletion(t *testing.T) {
 		`rejected +fan=150 not applied, hardware untouched: fan: 150 % is outside 0…100 %`,
 		`desired +fan=null \(v\d+, from the agent's on_reject\)`,
 		`report +button=true`,
+		`desired +status_led=false \(v\d+, from another client\)`, // the set-desired job
+		`pin +status_led GPIO22 → off`,
+		`job +job sim-job-1 SUCCEEDED`,
 		`desired +fan=40 heater=false`,
 		`pwm +fan GPIO18 → 40 % at 25 kHz +\[[\d.]+ ms after desired\]`,
 		`in-sync +fan=40: delta cleared [\d.]+ ms after desired`,
@@ -96,7 +99,7 @@ func TestSimDefaultScenarioRunsToCompletion(t *testing.T) {
 		`report +.*temperature=null`,
 		`report +.*temperature=\d`, // recovered after the fault
 		`in-sync +fan=0: delta cleared`,
-		`summary +\d+ deltas cleared`,
+		`summary +\d+ deltas cleared.*, 1 job\(s\) SUCCEEDED`,
 	}
 	rest := text
 	for _, w := range want {
@@ -137,7 +140,7 @@ func TestSimScenarioErrorsHaveLineAndColumnAndExit2(t *testing.T) {
 	}
 	for _, w := range []string{
 		bad + `:2:8: at: "2" has no unit; add one: 2s`,
-		bad + `:3:12: unknown step key "pres"; allowed: at, desired, shadow, press, for, fault, restart_broker, ambient, say; did you mean "press"?`,
+		bad + `:3:12: unknown step key "pres"; allowed: at, desired, shadow, press, for, fault, restart_broker, ambient, say, job; did you mean "press"?`,
 		bad + `:4:19: fault: say how long it lasts, e.g. for: 3s`,
 		"3 problems in " + bad,
 	} {
