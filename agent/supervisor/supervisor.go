@@ -81,7 +81,8 @@ type Supervisor struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	rec     *Record       // the last switch (nil: none recorded)
+	current *config.Config // the configuration of the running generation
+	rec     *Record        // the last switch (nil: none recorded)
 	changed chan struct{} // closed when rec changes
 	switchc chan struct{} // a switch was prepared: stop this generation
 }
@@ -133,6 +134,14 @@ func (g *Generation) Observe(e agent.Event) {
 	case g.faults <- e.Message:
 	default: // the first faults are enough to decide
 	}
+}
+
+// Current returns the configuration of the generation running now (nil
+// before the first).
+func (s *Supervisor) Current() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current
 }
 
 // Validate checks data as the configuration file: config validation, then
@@ -348,6 +357,9 @@ type outcome struct {
 
 // generation runs g until something ends it, and stops it.
 func (s *Supervisor) generation(ctx context.Context, g *Generation) outcome {
+	s.mu.Lock()
+	s.current = g.Config
+	s.mu.Unlock()
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)

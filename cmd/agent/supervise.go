@@ -107,12 +107,28 @@ func observeEvents(g *supervisor.Generation, next func(agent.Event)) func(agent.
 type configSwitch struct{ s *supervisor.Supervisor }
 
 func (c configSwitch) Validate(data []byte) error {
-	_, err := c.s.Validate(data)
+	cfg, err := c.s.Validate(data)
 	var probs config.Errors
 	if errors.As(err, &probs) {
 		return probs // one problem per line, without the wrapping
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return switchable(c.s.Current(), cfg)
+}
+
+// switchable refuses what apply-config must not do even to a valid
+// configuration: the job's outcome is reported by the agent on the new
+// file, so it must still be this thing and still take jobs.
+func switchable(cur, next *config.Config) error {
+	if cur != nil && next.Thing != cur.Thing {
+		return fmt.Errorf("the new configuration is for thing %q, this device is %q; apply-config cannot move a device to another thing (the job's status could not be reported); re-provision it instead", next.Thing, cur.Thing)
+	}
+	if next.Jobs == nil || !next.Jobs.Enabled {
+		return errors.New("the new configuration has no enabled jobs: section; the device could not report this job or take later ones (add jobs: {})")
+	}
+	return nil
 }
 
 func (c configSwitch) Apply(ctx context.Context, job string, data []byte, verify time.Duration) error {

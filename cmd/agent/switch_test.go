@@ -306,6 +306,18 @@ func TestApplyConfigJobInvalidConfigIsRejected(t *testing.T) {
 		!strings.Contains(x.StatusDetails["reason"], `did you mean "relay"?`) || !strings.Contains(x.StatusDetails["reason"], "GPIO99") {
 		t.Fatalf("execution %s %v", x.Status, x.StatusDetails)
 	}
+	// Valid, but the agent on it could not report the job.
+	for id, text := range map[string]string{
+		"other-thing": strings.Replace(old, "thing: d1", "thing: d2", 1),
+		"no-jobs":     strings.Replace(old, "jobs: {}", "", 1),
+	} {
+		w.app.create(t, id, applyDoc(text))
+		x = w.app.wait(t, id, d)
+		want := map[string]string{"other-thing": `for thing "d2", this device is "d1"`, "no-jobs": "no enabled jobs: section"}[id]
+		if x.Status != "REJECTED" || !strings.Contains(x.StatusDetails["reason"], want) {
+			t.Fatalf("%s: execution %s %v", id, x.Status, x.StatusDetails)
+		}
+	}
 	if w.file() != old {
 		t.Fatalf("a rejected configuration touched the file:\n%s", w.file())
 	}
