@@ -83,8 +83,8 @@ type Supervisor struct {
 	mu      sync.Mutex
 	current *config.Config // the configuration of the running generation
 	rec     *Record        // the last switch (nil: none recorded)
-	changed chan struct{} // closed when rec changes
-	switchc chan struct{} // a switch was prepared: stop this generation
+	changed chan struct{}  // closed when rec changes
+	switchc chan struct{}  // a switch was prepared: stop this generation
 }
 
 // New returns a supervisor for the configuration at o.Path.
