@@ -59,6 +59,14 @@ func (s *jobSource) Update(ctx context.Context, u jobrun.Update) error {
 	return err
 }
 
+func (s *jobSource) Describe(ctx context.Context, jobID string) (jobrun.Status, error) {
+	e, err := s.c.Describe(ctx, jobID, jobs.DescribeOptions{OmitJobDocument: true})
+	if err != nil {
+		return "", err
+	}
+	return jobrun.Status(e.Status), nil
+}
+
 // minutes rounds a step timeout up to AWS's whole minutes (0 stays 0).
 func minutes(d time.Duration) int64 {
 	if d <= 0 {

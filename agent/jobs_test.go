@@ -304,3 +304,66 @@ func TestJobInProgressAcrossHardStop(t *testing.T) {
 		t.Errorf("cooler wire %v: the interrupted pulse left it on", h)
 	}
 }
+
+// A job cancelled (force) in the cloud while its handler runs: the agent
+// kills the handler at the notify-next, and its FAILED is refused and
+// dropped (TerminalStateReached), not retried for ever.
+func TestJobCancelledInTheCloud(t *testing.T) {
+	r := newJobsRig(t)
+	r.script("hang", `echo started; exec sleep 300`)
+	r.start(r.config())
+	r.ready()
+	m := r.rec.mark()
+	r.create("c1", `{"type":"run-handler","handler":"hang"}`)
+	r.rec.waitFor(t, m, "c1 started", func(e Event) bool { return e.Kind == EventJobStarted && e.Key == "c1" })
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := r.mgr.Cancel(ctx, jobs.CancelRequest{JobID: "c1", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	e := r.rec.waitFor(t, m, "c1 finished", func(e Event) bool { return e.Kind == EventJobFinished && e.Key == "c1" })
+	if e.Status != "FAILED" || !strings.Contains(e.Message, jobrun.ErrCanceled.Error()) {
+		t.Errorf("c1 ended %s: %s", e.Status, e.Message)
+	}
+	r.rec.waitFor(t, m, "c1's FAILED dropped", func(e Event) bool { return e.Kind == EventJobDropped && e.Key == "c1" })
+	// The next job runs.
+	r.create("c2", `{"type":"set-desired","desired":{"fan":50}}`)
+	if x := r.done(m, "c2"); x.Status != "SUCCEEDED" {
+		t.Errorf("job after a cancellation: %+v", x)
+	}
+	if x := r.execution("c1"); x.Status != "CANCELED" {
+		t.Errorf("c1 in the cloud: %+v", x)
+	}
+}
+
+// A job that finishes while the network is down: its status is on disk at
+// once and reaches the service when the connection is back.
+func TestJobStatusSentAfterOutage(t *testing.T) {
+	r := newJobsRig(t)
+	r.link = newLink(t, r.cloud.addr)
+	gate := filepath.Join(t.TempDir(), "go")
+	r.script("wait-for-gate", `echo waiting; while [ ! -e `+gate+` ]; do sleep 0.02; done; echo passed`)
+	r.start(r.config())
+	r.ready()
+	m := r.rec.mark()
+	r.create("o1", `{"type":"run-handler","handler":"wait-for-gate"}`)
+	r.rec.waitFor(t, m, "o1 started", func(e Event) bool { return e.Kind == EventJobStarted && e.Key == "o1" })
+	r.link.cut()
+	r.rec.waitFor(t, m, "offline", kind(EventOffline))
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.rec.waitFor(t, m, "o1 finished", func(e Event) bool { return e.Kind == EventJobFinished && e.Key == "o1" })
+	b, err := os.ReadFile(filepath.Join(r.dir, jobrun.StateFile))
+	if err != nil || !strings.Contains(string(b), `"SUCCEEDED"`) || !strings.Contains(string(b), "passed") {
+		t.Errorf("jobs.json while offline: %v\n%s", err, b)
+	}
+	if x := r.execution("o1"); x.Status != "IN_PROGRESS" {
+		t.Errorf("o1 in the cloud during the outage: %+v", x)
+	}
+	r.link.restore()
+	x := r.done(m, "o1")
+	if x.Status != "SUCCEEDED" || x.StatusDetails["stdout"] != `waiting\npassed` {
+		t.Errorf("o1 after the outage: %+v", x)
+	}
+}

@@ -241,6 +241,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			wantNext = true
 			stopRetry()
 			retry = nil
+			if cur != nil {
+				r.checkCancelled(ctx, cur)
+			}
 		case <-r.kick:
 		case <-retry:
 			retry = nil
@@ -261,6 +264,23 @@ func (r *Runner) Run(ctx context.Context) error {
 			wantNext = true
 		}
 	}
+}
+
+// checkCancelled stops the running execution when the service has ended
+// it (cancelled, removed, timed out).
+func (r *Runner) checkCancelled(ctx context.Context, cur *active) {
+	d, ok := r.src.(Describer)
+	if !ok {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, r.opts.RequestTimeout)
+	st, err := d.Describe(dctx, cur.x.JobID)
+	cancel()
+	if err != nil || !st.Terminal() {
+		return
+	}
+	r.log.Warn("job ended in the cloud; stopping it", "job", cur.x.JobID, "status", st)
+	cur.cancel(fmt.Errorf("%w (%s)", ErrCanceled, st))
 }
 
 // leave stops the running execution (if any) because the agent stops: it

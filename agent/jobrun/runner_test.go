@@ -127,6 +127,12 @@ func (s *fakeSource) Update(ctx context.Context, u Update) error {
 
 func (s *fakeSource) Next() <-chan struct{} { return s.next }
 
+func (s *fakeSource) Describe(ctx context.Context, id string) (Status, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status(id), nil
+}
+
 // waitUntil blocks until cond holds on the source (checked at every change).
 func (s *fakeSource) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -511,9 +517,11 @@ func TestCancelledInTheCloudStopsTheHandler(t *testing.T) {
 	})
 	h := newHarness(t, src, filepath.Join(t.TempDir(), StateFile), map[string]Handler{"prog": prog})
 	h.event("start", func(e Event) bool { return e.Kind == EventStarted })
+	h.event("progress sent", func(e Event) bool { return e.Kind == EventSent && e.Status == InProgress })
 	src.mu.Lock()
 	src.execs[0].status = Canceled
 	src.mu.Unlock()
+	src.signal() // notify-next: the next execution changed
 	e := h.event("finished", func(e Event) bool { return e.Kind == EventFinished })
 	if e.Status != Failed || !strings.Contains(e.Message, ErrCanceled.Error()) {
 		t.Errorf("finish %+v, want FAILED because of the cancellation", e)

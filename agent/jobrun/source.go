@@ -24,6 +24,14 @@ type Source interface {
 	Next() <-chan struct{}
 }
 
+// Describer is implemented by sources that can say what status an
+// execution has in the service. At each Next signal during an execution the
+// runner asks, so a job cancelled (or timed out) in the cloud is stopped at
+// once rather than at its next progress update.
+type Describer interface {
+	Describe(ctx context.Context, jobID string) (Status, error)
+}
+
 // ErrRefused wraps an Update error the service will never accept.
 var ErrRefused = errors.New("job update refused for good")
 

@@ -224,9 +224,18 @@ func TestRunHandlerTimeoutKillsProcessGroup(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no child pid")
 	}
-	// The killed child is a zombie of init or gone; either way not sleeping.
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(st), ") Z ") {
-		t.Errorf("the handler's child %d survived the timeout: %s", pid, st)
+	// The killed child becomes a zombie of init or disappears (SIGKILL
+	// takes effect asynchronously: poll the kernel's view with a deadline).
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the handler's child %d survived the timeout: %s", pid, st)
+		}
+		time.Sleep(5 * time.Millisecond) // polling another process's state
 	}
 }
 
