@@ -93,14 +93,19 @@ func saveRecord(path string, r Record) error {
 	return writeAtomic(path, b, 0o640)
 }
 
-// writeAtomic replaces path with b so that a crash at any moment leaves
-// either the old or the new content: temp file in the same directory,
-// fsync, rename, fsync of the directory. The file gets mode perm unless it
-// exists, in which case its mode is kept.
-func writeAtomic(path string, b []byte, perm fs.FileMode) error {
+// modeOf returns the permissions of the file at path, def when it cannot
+// be read (so a backup is as private as the configuration it copies).
+func modeOf(path string, def fs.FileMode) fs.FileMode {
 	if st, err := os.Stat(path); err == nil {
-		perm = st.Mode().Perm()
+		return st.Mode().Perm()
 	}
+	return def
+}
+
+// writeAtomic replaces path with b, with mode perm, so that a crash at any
+// moment leaves either the old or the new content: temp file in the same
+// directory, fsync, rename, fsync of the directory.
+func writeAtomic(path string, b []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
 	if err != nil {

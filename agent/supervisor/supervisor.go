@@ -215,13 +215,14 @@ func (s *Supervisor) Apply(ctx context.Context, req Request) error {
 	}
 	rec := Record{Job: req.Job, Phase: PhaseVerifying, Config: path, Backup: BackupPath(path),
 		VerifyTimeout: req.VerifyTimeout, Started: s.o.Clock.Now().UTC()}
-	if err := writeAtomic(rec.Backup, cur, 0o640); err != nil {
+	mode := modeOf(path, 0o640)
+	if err := writeAtomic(rec.Backup, cur, mode); err != nil {
 		return fmt.Errorf("keeping a backup of the configuration: %w", err)
 	}
 	if err := saveRecord(RecordPath(path), rec); err != nil {
 		return err
 	}
-	if err := writeAtomic(path, req.Data, 0o640); err != nil {
+	if err := writeAtomic(path, req.Data, mode); err != nil {
 		// Nothing changed: say so in the record, so a restart does not
 		// restore (harmlessly) and report an interruption.
 		rec.Phase, rec.Reason, rec.Ended = PhaseRolledBack, err.Error(), s.o.Clock.Now().UTC()
@@ -349,10 +350,11 @@ const (
 )
 
 type outcome struct {
-	kind   outKind
-	trial  bool // the generation was still on trial
-	err    error
-	reason string
+	kind     outKind
+	trial    bool // the generation was still on trial
+	returned bool // Run has returned (its result was taken)
+	err      error
+	reason   string
 }
 
 // generation runs g until something ends it, and stops it.
@@ -365,7 +367,7 @@ func (s *Supervisor) generation(ctx context.Context, g *Generation) outcome {
 	done := make(chan error, 1)
 	go func() { done <- s.o.Run(gctx, g) }()
 	out := s.watch(ctx, g, done)
-	if out.kind != outEnded {
+	if !out.returned {
 		cancel()
 		<-done
 	}
@@ -395,13 +397,13 @@ func (s *Supervisor) watch(ctx context.Context, g *Generation, done <-chan error
 		case <-ctx.Done():
 			return outcome{kind: outStopped, trial: trial}
 		case err := <-done:
-			if ctx.Err() != nil {
-				return outcome{kind: outEnded, trial: trial, err: nil}
+			if ctx.Err() != nil { // asked to stop: it did
+				return outcome{kind: outStopped, trial: trial, returned: true}
 			}
 			if err == nil && trial {
 				err = errors.New("it returned before being asked to stop")
 			}
-			return outcome{kind: outEnded, trial: trial, err: err}
+			return outcome{kind: outEnded, trial: trial, returned: true, err: err}
 		case <-s.switchc:
 			return outcome{kind: outSwitch, trial: trial}
 		case a = <-g.started:
@@ -425,6 +427,12 @@ func (s *Supervisor) watch(ctx context.Context, g *Generation, done <-chan error
 			}
 			trial, deadline = false, nil
 		case <-deadline:
+			if a == nil { // started at the same moment: explain with it
+				select {
+				case a = <-g.started:
+				default:
+				}
+			}
 			return outcome{kind: outFailed, trial: true, reason: notConverged(verifyTimeout, a)}
 		}
 	}
@@ -479,7 +487,7 @@ func (s *Supervisor) rollback(reason string) error {
 	if err != nil {
 		return fmt.Errorf("supervisor: restoring the previous configuration from %s: %w", rec.Backup, err)
 	}
-	if err := writeAtomic(rec.Config, old, 0o640); err != nil {
+	if err := writeAtomic(rec.Config, old, modeOf(rec.Backup, 0o640)); err != nil {
 		return fmt.Errorf("supervisor: restoring the previous configuration: %w", err)
 	}
 	rec.Phase, rec.Ended = PhaseRolledBack, s.o.Clock.Now().UTC()

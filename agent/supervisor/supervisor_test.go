@@ -99,10 +99,10 @@ func startAt(t *testing.T, path string) *harness {
 }
 
 func (h *harness) run(ctx context.Context, g *Generation) error {
-	h.gens <- g
 	a := &fakeAgent{ready: make(chan struct{})}
 	switch g.Config.Thing {
 	case "crash":
+		h.gens <- g
 		return errors.New("boom")
 	case "nodev":
 		g.Observe(agent.Event{Kind: agent.EventFault, Device: "heater", Message: `opening device "heater" (relay, GPIO99): not found`})
@@ -111,6 +111,7 @@ func (h *harness) run(ctx context.Context, g *Generation) error {
 		close(a.ready)
 	}
 	g.Started(a)
+	h.gens <- g // the test acts once the agent has started
 	<-ctx.Done()
 	return nil
 }
@@ -157,7 +158,11 @@ func (h *harness) apply(job, thing string) {
 }
 
 func TestApplySucceeds(t *testing.T) {
-	h := start(t, "good")
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(cfgText("good")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startAt(t, path)
 	if g := h.gen(); g.Trial || g.Config.Thing != "good" {
 		t.Fatalf("first generation: trial %v thing %q", g.Trial, g.Config.Thing)
 	}
@@ -175,6 +180,11 @@ func TestApplySucceeds(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(BackupPath(h.path)); string(b) != cfgText("good") {
 		t.Fatalf("backup holds:\n%s", b)
+	}
+	for _, p := range []string{h.path, BackupPath(h.path)} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v (%v), want the configuration's 0600", p, st.Mode(), err)
+		}
 	}
 	// The same job again (resumed after the restart) changes nothing.
 	if err := h.sup.Apply(context.Background(), Request{Job: "job1", Data: []byte("junk")}); err != nil {
