@@ -78,10 +78,11 @@ func minutes(d time.Duration) int64 {
 // jobHost is what job handlers get of the agent: its shadows, changed
 // through desired updates exactly as a cloud application would.
 type jobHost struct {
-	r *runner
+	r     *runner // only its shadows (fixed for the run) and agent are used
+	thing string  // r.cfg changes on reload, on the loop goroutine
 }
 
-func (h jobHost) Thing() string { return h.r.cfg.Thing }
+func (h jobHost) Thing() string { return h.thing }
 
 func (h jobHost) shadow(name string) (*shadowsync.Shadow, error) {
 	sh, ok := h.r.shadows[name]
@@ -157,7 +158,7 @@ func (r *runner) startJobs(ctx context.Context) error {
 		StatePath:   filepath.Join(stateDir(r.cfg), jobrun.StateFile),
 		Thing:       r.cfg.Thing,
 		StepTimeout: jc.StepTimeout,
-		Host:        jobHost{r: r},
+		Host:        jobHost{r: r, thing: r.cfg.Thing},
 		Clock:       a.clock,
 		Log:         a.log.With("component", "jobs"),
 		Events:      r.jobEvent,

@@ -253,6 +253,7 @@ func (j *Jobs) String() string {
 	if j.Downloads.Dir != "" {
 		types = append(types, "download-file")
 	}
+	types = append(types, "apply-config", "reboot") // wired by agent run
 	s := fmt.Sprintf("jobs: %s; step timeout %v", strings.Join(types, ", "), j.StepTimeout)
 	if j.Handlers.Dir != "" {
 		who := j.Handlers.User

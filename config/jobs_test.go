@@ -33,7 +33,7 @@ jobs:
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("jobs\n got %+v\nwant %+v", got, want)
 	}
-	if s := cfg.Jobs.String(); !strings.Contains(s, "set-desired, pulse, run-handler, download-file; step timeout 15m0s") {
+	if s := cfg.Jobs.String(); !strings.Contains(s, "set-desired, pulse, run-handler, download-file, apply-config, reboot; step timeout 15m0s") {
 		t.Errorf("summary %q", s)
 	}
 

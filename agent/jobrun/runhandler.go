@@ -120,6 +120,11 @@ func (h RunHandler) resolve(name string) (string, error) {
 	if h.Opts.Dir == "" {
 		return "", fmt.Errorf("%w: no handler directory configured (jobs: handlers: dir)", ErrHandler)
 	}
+	if di, err := os.Stat(h.Opts.Dir); err != nil {
+		return "", fmt.Errorf("%w: handler directory: %w", ErrHandler, err)
+	} else if di.Mode().Perm()&0o002 != 0 {
+		return "", fmt.Errorf("%w: handler directory %s is writable by everyone (mode %s): anyone could put a handler there; chmod o-w it", ErrHandler, h.Opts.Dir, di.Mode().Perm())
+	}
 	p := filepath.Join(h.Opts.Dir, name)
 	fi, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -175,6 +175,15 @@ func TestRunHandler(t *testing.T) {
 		t.Errorf("noisy: %d bytes, ends %q, %v", len(d["stdout"]), d["stdout"][max(0, len(d["stdout"])-20):], err)
 	}
 
+	open := t.TempDir()
+	writeScript(t, open, "ok", "echo hi", 0o755)
+	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runDoc(t, RunHandler{Opts: RunHandlerOptions{Dir: open}}, execFor(t, nil), `{"type":"run-handler","handler":"ok"}`)
+	if !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "writable by everyone") {
+		t.Errorf("handler in a world-writable directory: %v", err)
+	}
 	for name, want := range map[string]string{"open": "writable by group or others", "noexec": "not executable",
 		"link": "not a regular file", "missing": "is not in"} {
 		_, err := runDoc(t, h, execFor(t, nil), `{"type":"run-handler","handler":"`+name+`"}`)

@@ -15,7 +15,7 @@ jobs:
   step_timeout: 20m
   handlers: {dir: /etc/pinshadow/handlers, timeout: 2m}
 `)
-	want := "jobs: set-desired, pulse, run-handler; step timeout 20m0s; handlers from /etc/pinshadow/handlers as the agent's user (timeout 2m0s, at most 2m0s)\n"
+	want := "jobs: set-desired, pulse, run-handler, apply-config, reboot; step timeout 20m0s; handlers from /etc/pinshadow/handlers as the agent's user (timeout 2m0s, at most 2m0s)\n"
 	code, out, errOut := runAgentCmd(t, "validate", "--config", p)
 	if code != 0 || out != "ok: 1 devices, 1 desired keys, 0 reported keys\n"+want {
 		t.Errorf("validate: exit %d, stdout %q, stderr %q", code, out, errOut)
