@@ -445,3 +445,33 @@ func TestSetDesiredTimesOut(t *testing.T) {
 		t.Fatal("no timeout")
 	}
 }
+
+// handlers.user: as root the handler runs as that user; otherwise the job
+// fails with an error saying why.
+func TestRunHandlerAsUser(t *testing.T) {
+	// nobody must reach the script: t.TempDir's parent is private.
+	dir, err := os.MkdirTemp("", "jobrun-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeScript(t, dir, "whoami", `id -u; echo "$HOME"`, 0o755)
+	h := RunHandler{Opts: RunHandlerOptions{Dir: dir, User: "nobody"}}
+	d, err := runDoc(t, h, execFor(t, nil), `{"type":"run-handler","handler":"whoami"}`)
+	if os.Geteuid() != 0 {
+		if !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "not root") {
+			t.Errorf("as a non-root agent: %v, want a clear error", err)
+		}
+		return
+	}
+	if err != nil || d["stdout"] != `65534\n/nonexistent` {
+		t.Errorf("as nobody: %v %v", d, err)
+	}
+	h.Opts.User = "no-such-user-here"
+	if _, err := runDoc(t, h, execFor(t, nil), `{"type":"run-handler","handler":"whoami"}`); !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "no-such-user-here") {
+		t.Errorf("unknown user: %v", err)
+	}
+}
