@@ -1,6 +1,7 @@
 package jobrun
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"unicode"
@@ -16,19 +17,35 @@ type Details map[string]string
 const (
 	MaxDetailKey   = 128
 	MaxDetailValue = 1024
+	MaxDetails     = 10
 )
 
 // Clean returns d fit for the service: keys with other characters have
-// them replaced by '_' and are cut to MaxDetailKey; control characters in
-// values are escaped (\n, \t, \r, \xNN); values are cut to MaxDetailValue
-// bytes on a UTF-8 boundary, keeping the end when tail is set for the key
-// (stdout, stderr); empty keys or values are dropped. nil in, nil out.
+// them replaced by '_' and are cut to MaxDetailKey; control, format and
+// private-use characters in values are escaped (\n, \t, \r, \xNN, \uNNNN);
+// values are cut to MaxDetailValue bytes on a UTF-8 boundary (Tail keeps
+// the end instead); empty keys or values are dropped; beyond MaxDetails
+// entries, "reason" is kept first, then keys in order. nil in, nil out.
 func (d Details) Clean() Details {
 	if d == nil {
 		return nil
 	}
 	out := make(Details, len(d))
-	for k, v := range d {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if (keys[i] == "reason") != (keys[j] == "reason") {
+			return keys[i] == "reason"
+		}
+		return keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		v := d[k]
+		if len(out) == MaxDetails {
+			break
+		}
 		k = cleanKey(k)
 		if k == "" {
 			continue
@@ -93,7 +110,7 @@ func cleanKey(k string) string {
 func escapeControl(s string) string {
 	clean := true
 	for _, r := range s {
-		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		if r == utf8.RuneError || unusual(r) {
 			clean = false
 			break
 		}
@@ -115,14 +132,20 @@ func escapeControl(s string) string {
 			b.WriteString(`\r`)
 		case r < 0x80 && unicode.IsControl(r):
 			b.WriteString(`\x` + hex2(byte(r)))
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
-			b.WriteString(`\u` + hex2(byte(r>>8)) + hex2(byte(r)))
+		case unusual(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteString(s[i : i+n])
 		}
 		i += n
 	}
 	return b.String()
+}
+
+// unusual reports the characters AWS refuses in a statusDetails value
+// (\p{C}: control, format, private use, surrogates).
+func unusual(r rune) bool {
+	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs)
 }
 
 func hex2(c byte) string {
@@ -173,7 +196,11 @@ func escLen(s string) int {
 	case 'x':
 		return 4
 	case 'u':
-		return 6
+		n := 2
+		for n < len(s) && n < 10 && strings.IndexByte("0123456789abcdef", s[n]) >= 0 {
+			n++
+		}
+		return n
 	case 'n', 't', 'r':
 		return 2
 	}

@@ -3,6 +3,7 @@ package jobrun
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,11 @@ func FuzzDetails(f *testing.F) {
 	f.Add("key", "value\n\x1b[31mred")
 	f.Add("k k/é", strings.Repeat("ü", 700))
 	f.Fuzz(func(t *testing.T, k, v string) {
-		checkDetails(t, Details{k: v}.Clean())
+		d := Details{k: v}
+		for i := 0; i < 12; i++ {
+			d[fmt.Sprint("k", i)] = v
+		}
+		checkDetails(t, d.Clean())
 		if tail := Tail(v, OutputTail); len(tail) > OutputTail || !utf8.ValidString(tail) {
 			t.Fatalf("Tail: %d bytes, valid %v", len(tail), utf8.ValidString(tail))
 		}
@@ -69,6 +74,9 @@ func FuzzDetails(f *testing.F) {
 
 func checkDetails(t *testing.T, d Details) {
 	t.Helper()
+	if len(d) > MaxDetails {
+		t.Fatalf("%d entries", len(d))
+	}
 	for k, v := range d {
 		if k == "" || len(k) > MaxDetailKey || cleanKey(k) != k {
 			t.Fatalf("bad key %q", k)
@@ -77,7 +85,7 @@ func checkDetails(t *testing.T, d Details) {
 			t.Fatalf("bad value for %q: %d bytes, valid %v", k, len(v), utf8.ValidString(v))
 		}
 		for _, r := range v {
-			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs) {
 				t.Fatalf("control character %U in %q", r, v)
 			}
 		}

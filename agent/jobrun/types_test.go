@@ -95,6 +95,17 @@ func TestDetailsClean(t *testing.T) {
 			t.Errorf("key of %d bytes kept", len(k))
 		}
 	}
+	many := Details{"reason": "why", "z": "\ue000private"}
+	for i := 0; i < 20; i++ {
+		many[fmt.Sprintf("k%02d", i)] = "v"
+	}
+	c := many.Clean()
+	if len(c) != MaxDetails || c["reason"] != "why" || c["k00"] != "v" || c["k08"] != "v" {
+		t.Errorf("20 entries cleaned to %v; want %d with reason first", c, MaxDetails)
+	}
+	if got := (Details{"p": "a\ue000b"}).Clean()["p"]; got != `a\ue000b` {
+		t.Errorf("private-use character: %q", got)
+	}
 }
 
 func TestTail(t *testing.T) {
