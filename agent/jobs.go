@@ -176,11 +176,15 @@ func (r *runner) startJobs(ctx context.Context) error {
 	go func() {
 		defer close(r.jobsDone)
 		// Jobs act through the shadows: start (and resume an interrupted
-		// job) once the agent has converged with them.
-		select {
-		case <-a.ready:
-		case <-jctx.Done():
-			return
+		// job) once the agent has converged with them. An agent without
+		// shadows never converges; its jobs (handlers, downloads) start at
+		// once and wait for the connection like any request.
+		if len(r.shadows) > 0 {
+			select {
+			case <-a.ready:
+			case <-jctx.Done():
+				return
+			}
 		}
 		if err := run.Run(jctx); err != nil {
 			a.log.Error("job runner stopped", "err", err)

@@ -367,3 +367,26 @@ func TestJobStatusSentAfterOutage(t *testing.T) {
 		t.Errorf("o1 after the outage: %+v", x)
 	}
 }
+
+// A device with no shadows at all still runs jobs (it never "converges").
+func TestJobsWithoutShadows(t *testing.T) {
+	r := newJobsRig(t)
+	r.script("greet", `echo hi`)
+	cfg := strings.Replace(r.config(), greenhouse, `
+thing: gh1
+board: pi4b
+state_dir: ${STATE}
+connection:
+  endpoint: 127.0.0.1
+  port: 1
+  transport: tcp
+  backoff: {base: 20ms, max: 200ms, stable: 1s, jitter: none}
+shadows: []
+`, 1)
+	r.start(cfg)
+	m := r.rec.mark()
+	r.create("ns1", `{"type":"run-handler","handler":"greet"}`)
+	if x := r.done(m, "ns1"); x.Status != "SUCCEEDED" || x.StatusDetails["stdout"] != "hi" {
+		t.Errorf("job on a device without shadows: %+v", x)
+	}
+}
