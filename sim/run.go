@@ -12,9 +12,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pinshadow/pinshadow/agent"
+	"github.com/pinshadow/pinshadow/agent/jobrun"
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/devices"
 )
@@ -166,30 +168,75 @@ func Run(ctx context.Context, o Options) error {
 			o.Events(e)
 		}
 	}
-	ag, err := agent.New(cfg, agent.Deps{HAL: world.HAL(), SysRoot: o.World.SysRoot, Endpoint: "tcp://" + addr,
-		Logger: o.Logger.With("part", "agent"), Events: events})
+	// A reboot job reboots the simulated device: the agent stops as in a
+	// power loss and a new one starts on the same world and state, with a
+	// new boot id. It never runs a command on this machine.
+	var boot atomic.Int64
+	reboots := make(chan struct{}, 1)
+	reboot := jobrun.Reboot(jobrun.RebootOptions{Command: []string{"(simulated reboot)"}, Timeout: time.Minute,
+		BootID: func() (string, error) { return fmt.Sprintf("sim-boot-%d", boot.Load()+1), nil },
+		Exec: func(context.Context, []string) ([]byte, error) {
+			select {
+			case reboots <- struct{}{}:
+			default:
+			}
+			return nil, nil
+		}})
+	newAgent := func() (*agent.Agent, error) {
+		return agent.New(cfg, agent.Deps{HAL: world.HAL(), SysRoot: o.World.SysRoot, Endpoint: "tcp://" + addr,
+			Logger: o.Logger.With("part", "agent"), Events: events,
+			JobTypes: map[string]jobrun.Handler{jobrun.TypeReboot: reboot}})
+	}
+	ag, err := newAgent()
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
 
+	if o.Attach != nil {
+		// Before the agent runs, so a simulated reboot's Attach of the next
+		// agent can never be overtaken by this one.
+		o.Attach(&Controls{Agent: ag, world: world, actor: actor, acct: acct, restart: restart})
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	agentDone := make(chan error, 1)
 	wg.Add(2)
-	go func() {
+	go func(cur *agent.Agent) {
 		defer wg.Done()
-		agentDone <- ag.Run(runCtx)
-	}()
+		for {
+			actx, acancel := context.WithCancelCause(runCtx)
+			done := make(chan error, 1)
+			go func() { done <- cur.Run(actx) }()
+			select {
+			case err := <-done:
+				acancel(nil)
+				agentDone <- err
+				return
+			case <-reboots:
+				acancel(agent.ErrHardStop)
+				<-done
+			}
+			boot.Add(1)
+			acct.Printf(KindScenario, "the device reboots (simulated): the agent starts again with boot id sim-boot-%d", boot.Load()+1)
+			next, err := newAgent()
+			if err != nil {
+				agentDone <- err
+				return
+			}
+			cur = next
+			if o.Attach != nil {
+				// The console must follow the new device, not the stopped one.
+				o.Attach(&Controls{Agent: next, world: world, actor: actor, acct: acct, restart: restart})
+			}
+		}
+	}(ag)
 	go func() {
 		defer wg.Done()
 		_ = world.Run(runCtx)
 	}()
 	if o.Ready != nil {
 		o.Ready(addr)
-	}
-	if o.Attach != nil {
-		o.Attach(&Controls{Agent: ag, world: world, actor: actor, acct: acct, restart: restart})
 	}
 
 	p := player{world: world, actor: actor, acct: acct, restart: restart}
