@@ -259,9 +259,10 @@ func (p *pulseJob) Run(ctx context.Context, x *Exec) (Details, error) {
 		return nil, err
 	}
 	if err := x.Progress(ctx, Details{"phase": "restoring", "restore": compact(prev)}); err != nil {
+		p.restore(ctx, x, prev)
 		return nil, err
 	}
-	if err := p.set(ctx, x, prev); err != nil {
+	if err := p.putBack(ctx, x, prev); err != nil {
 		return nil, err
 	}
 	return Details{"key": p.d.Key, "value": compact(p.d.Value), "restored": compact(prev), "seconds": compact(p.d.Seconds)}, nil
@@ -281,6 +282,30 @@ func (p *pulseJob) Resume(ctx context.Context, x *Exec, last Details) (Details, 
 		return nil, fmt.Errorf("%s; restoring %s failed: %w", ReasonRestarted, raw, err)
 	}
 	return Details{"restored": raw}, fmt.Errorf("%s; %s restored to %s", ReasonRestarted, p.d.Key, raw)
+}
+
+// RestoreRetry is how long a pulse waits between two attempts to put the
+// previous value back (the connection may be down at the end of the hold).
+const RestoreRetry = 2 * time.Second
+
+// putBack sets prev again until it sticks: an output must not stay pulsed
+// because the network was down when the hold ended. It keeps the step alive
+// meanwhile; when ctx ends (agent stopping, cancelled in the cloud) it makes
+// one last attempt, and a restart's Resume tries again.
+func (p *pulseJob) putBack(ctx context.Context, x *Exec, prev any) error {
+	stop := x.KeepAlive(ctx, func() Details { return Details{"phase": "restoring", "restore": compact(prev)} })
+	defer stop()
+	for {
+		err := p.set(ctx, x, prev)
+		if err == nil {
+			return nil
+		}
+		x.Log.Warn("pulse: putting the previous value back failed; retrying", "key", p.d.Key, "err", err)
+		if serr := x.Sleep(ctx, RestoreRetry); serr != nil {
+			p.restore(ctx, x, prev)
+			return fmt.Errorf("%w (last error: %v)", serr, err)
+		}
+	}
 }
 
 // restore puts prev back after a failed pulse, best effort (ctx may be

@@ -486,3 +486,94 @@ func TestRunHandlerAsUser(t *testing.T) {
 		t.Errorf("unknown user: %v", err)
 	}
 }
+
+// flakyHost refuses desired updates while down.
+type flakyHost struct {
+	*fakeHost
+	mu   sync.Mutex
+	down bool
+	hit  chan struct{}
+}
+
+func (h *flakyHost) Desire(ctx context.Context, shadow string, patch map[string]any) (int64, error) {
+	h.mu.Lock()
+	down := h.down
+	h.mu.Unlock()
+	if down {
+		select {
+		case h.hit <- struct{}{}:
+		default:
+		}
+		return 0, errors.New("iot: not connected")
+	}
+	return h.fakeHost.Desire(ctx, shadow, patch)
+}
+
+// The connection is down when the hold ends: the pulse keeps trying to put
+// the old value back instead of leaving the output on.
+func TestPulseRestoreRetriesWhileOffline(t *testing.T) {
+	clk := fake.NewFakeClock(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	x := execFor(t, clock{clk})
+	host := &flakyHost{fakeHost: x.Host.(*fakeHost), hit: make(chan struct{}, 1)}
+	x.Host = host
+	host.Desire(context.Background(), "", map[string]any{"relay1": false})
+	phases := make(chan string, 16)
+	x.progress = func(ctx context.Context, d Details) error { phases <- d["phase"]; return nil }
+	j, err := Pulse{}.Check(json.RawMessage(`{"type":"pulse","key":"relay1","value":true,"seconds":5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := j.Run(context.Background(), x); done <- err }()
+	waitPhase := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case p := <-phases:
+				if p == want {
+					return
+				}
+			case <-time.After(wait):
+				t.Fatalf("no phase %s", want)
+			}
+		}
+	}
+	waitPhase("holding")
+	host.mu.Lock()
+	host.down = true
+	host.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(5 * time.Second)
+	waitPhase("restoring")
+	<-host.hit // first attempt refused
+	for i := 0; i < 2; i++ {
+		// The retry timer and the keep-alive's.
+		if err := clk.BlockUntil(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(RestoreRetry)
+		<-host.hit
+	}
+	host.mu.Lock()
+	host.down = false
+	host.mu.Unlock()
+	if err := clk.BlockUntil(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(RestoreRetry)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("pulse did not finish once the connection was back")
+	}
+	if sv, _ := host.Shadow(""); sv.Reported["relay1"] != false {
+		t.Errorf("relay1 after the pulse: %v", sv.Reported["relay1"])
+	}
+}
