@@ -47,6 +47,9 @@ var (
 type Agent interface {
 	Ready() <-chan struct{}
 	Status() agent.Status
+	// Reload switches the running agent to cfg, or refuses (wrapping
+	// agent.ErrReloadRefused) a change that needs a restart.
+	Reload(cfg *config.Config) error
 }
 
 // Options configure a Supervisor.
@@ -82,6 +85,7 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	current *config.Config // the configuration of the running generation
+	agent   Agent          // its agent, once started (nil between generations)
 	rec     *Record        // the last switch (nil: none recorded)
 	changed chan struct{}  // closed when rec changes
 	switchc chan struct{}  // a switch was prepared: stop this generation
@@ -112,12 +116,18 @@ type Generation struct {
 	// not yet proved it can run.
 	Trial bool
 
+	sup     *Supervisor
 	started chan Agent
 	faults  chan string
 }
 
 // Started tells the supervisor the agent exists. Call it once.
 func (g *Generation) Started(a Agent) {
+	if g.sup != nil {
+		g.sup.mu.Lock()
+		g.sup.agent = a
+		g.sup.mu.Unlock()
+	}
 	select {
 	case g.started <- a:
 	default:
@@ -197,13 +207,62 @@ func (s *Supervisor) Apply(ctx context.Context, req Request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	done, err := s.prepare(req)
+	if err != nil || done {
+		return err
+	}
+	if s.reload(req.Job) {
+		return nil
+	}
+	s.log.Info("apply-config: new configuration written; restarting the agent on it",
+		"job", req.Job, "file", s.o.Path, "backup", BackupPath(s.o.Path), "verify_timeout", req.VerifyTimeout)
+	select {
+	case s.switchc <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// reload applies the file just written to the running agent when its live
+// reload accepts the change (nothing that needs a restart changed): the
+// switch is then done, with no reconnect. It reports whether it did.
+func (s *Supervisor) reload(job string) bool {
+	s.mu.Lock()
+	a := s.agent
+	s.mu.Unlock()
+	if a == nil {
+		return false
+	}
+	cfg, err := s.parse(nil)
+	if err != nil {
+		return false // the restart path reports it
+	}
+	if err := a.Reload(cfg); err != nil {
+		s.log.Info("apply-config: the live reload does not take this change; restarting instead", "job", job, "reason", err.Error())
+		return false
+	}
+	rec, _ := s.Last()
+	rec.Phase, rec.Ended = PhaseApplied, s.o.Clock.Now().UTC()
+	if err := s.save(rec); err != nil {
+		s.log.Error("apply-config: recording success failed; the new configuration runs", "err", err)
+	}
+	s.mu.Lock()
+	s.current = cfg
+	s.mu.Unlock()
+	s.log.Info("apply-config: the new configuration runs (live reload)", "job", job)
+	return true
+}
+
+// prepare keeps the backup, records the switch and writes the new file.
+// done is true when the switch of req.Job is already recorded.
+func (s *Supervisor) prepare(req Request) (done bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rec != nil && s.rec.Job == req.Job {
-		return nil
+		return true, nil
 	}
 	if s.rec != nil && !s.rec.Phase.Final() {
-		return fmt.Errorf("%w (job %s, since %s)", ErrBusy, s.rec.Job, s.rec.Started.Format(time.RFC3339))
+		return false, fmt.Errorf("%w (job %s, since %s)", ErrBusy, s.rec.Job, s.rec.Started.Format(time.RFC3339))
 	}
 	if req.VerifyTimeout <= 0 {
 		req.VerifyTimeout = DefaultVerifyTimeout
@@ -211,16 +270,16 @@ func (s *Supervisor) Apply(ctx context.Context, req Request) error {
 	path := s.o.Path
 	cur, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("reading the configuration in force %s: %w", path, err)
+		return false, fmt.Errorf("reading the configuration in force %s: %w", path, err)
 	}
 	rec := Record{Job: req.Job, Phase: PhaseVerifying, Config: path, Backup: BackupPath(path),
 		VerifyTimeout: req.VerifyTimeout, Started: s.o.Clock.Now().UTC()}
 	mode := modeOf(path, 0o640)
 	if err := writeAtomic(rec.Backup, cur, mode); err != nil {
-		return fmt.Errorf("keeping a backup of the configuration: %w", err)
+		return false, fmt.Errorf("keeping a backup of the configuration: %w", err)
 	}
 	if err := saveRecord(RecordPath(path), rec); err != nil {
-		return err
+		return false, err
 	}
 	if err := writeAtomic(path, req.Data, mode); err != nil {
 		// Nothing changed: say so in the record, so a restart does not
@@ -228,16 +287,10 @@ func (s *Supervisor) Apply(ctx context.Context, req Request) error {
 		rec.Phase, rec.Reason, rec.Ended = PhaseRolledBack, err.Error(), s.o.Clock.Now().UTC()
 		_ = saveRecord(RecordPath(path), rec)
 		s.setLocked(&rec)
-		return err
+		return false, err
 	}
-	s.log.Info("apply-config: new configuration written; restarting the agent on it",
-		"job", req.Job, "file", path, "backup", rec.Backup, "verify_timeout", req.VerifyTimeout)
 	s.setLocked(&rec)
-	select {
-	case s.switchc <- struct{}{}:
-	default:
-	}
-	return nil
+	return false, nil
 }
 
 // Outcome waits until the switch recorded for job is final and returns its
@@ -303,7 +356,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	trial := false
 	for {
-		out := s.generation(ctx, &Generation{Config: cfg, Trial: trial,
+		out := s.generation(ctx, &Generation{Config: cfg, Trial: trial, sup: s,
 			started: make(chan Agent, 1), faults: make(chan string, 8)})
 		trial = false
 		var reason string
@@ -371,6 +424,9 @@ func (s *Supervisor) generation(ctx context.Context, g *Generation) outcome {
 		cancel()
 		<-done
 	}
+	s.mu.Lock()
+	s.agent = nil // Run has returned: no late Started
+	s.mu.Unlock()
 	return out
 }
 

@@ -32,6 +32,15 @@ type fakeAgent struct {
 }
 
 func (f *fakeAgent) Ready() <-chan struct{} { return f.ready }
+
+// Reload takes configurations whose thing starts with "live" (as the agent
+// takes a mapping change) and refuses the others (as a device change).
+func (f *fakeAgent) Reload(cfg *config.Config) error {
+	if strings.HasPrefix(cfg.Thing, "live") {
+		return nil
+	}
+	return fmt.Errorf("%w: the devices or their wiring changed", agent.ErrReloadRefused)
+}
 func (f *fakeAgent) Status() agent.Status {
 	var s agent.Status
 	s.Connection.State = "connecting"
@@ -311,5 +320,23 @@ func TestRecoverAfterKillDuringVerification(t *testing.T) {
 	}
 	if h3.file() != cfgText("good") {
 		t.Fatalf("file after recovery:\n%s", h3.file())
+	}
+}
+
+// A change the live reload takes is applied without a restart.
+func TestApplyByLiveReload(t *testing.T) {
+	h := start(t, "good")
+	h.gen()
+	h.apply("j", "live2")
+	if r := h.outcome("j"); r.Phase != PhaseApplied {
+		t.Fatalf("outcome %+v", r)
+	}
+	if h.file() != cfgText("live2") || h.sup.Current().Thing != "live2" {
+		t.Fatalf("file %q, current %q", h.file(), h.sup.Current().Thing)
+	}
+	select {
+	case g := <-h.gens:
+		t.Fatalf("a new generation (%s) started for a change the reload takes", g.Config.Thing)
+	default:
 	}
 }

@@ -286,6 +286,37 @@ func TestApplyConfigJobSwitchesTheAgent(t *testing.T) {
 	}
 }
 
+// A change the live reload takes (a key renamed, same devices) is applied
+// without restarting the agent.
+func TestApplyConfigJobByLiveReload(t *testing.T) {
+	w := newSwitchWorld(t)
+	old := w.config("", w.port)
+	w.writeConfig(old)
+	d := w.startDaemon()
+	d.logs.waitFor(t, "running jobs")
+
+	next := strings.Replace(old, "      heater: {device: heater, boot: false}", "      warm: {device: heater, boot: false}", 1)
+	w.app.create(t, "cfg-1", applyDoc(next))
+	if x := w.app.wait(t, "cfg-1", d); x.Status != "SUCCEEDED" {
+		t.Fatalf("execution %s %v\n%s", x.Status, x.StatusDetails, d.logs)
+	}
+	if w.file() != next {
+		t.Fatalf("the configuration file was not replaced:\n%s", w.file())
+	}
+	logs := d.logs.String()
+	if !strings.Contains(logs, "the new configuration runs (live reload)") || strings.Contains(logs, "restarting the agent on it") {
+		t.Fatalf("not applied by a live reload:\n%s", logs)
+	}
+	cloudApp(t, w.cloud.Endpoints()[0].Addr.String(), "d1").update(t, map[string]any{"warm": true})
+	ctx, cancel := context.WithTimeout(context.Background(), runWait)
+	defer cancel()
+	if _, err := w.hal.WaitOp(ctx, func(op fake.Op) bool {
+		return op.Kind == fake.OpSet && op.Name == "pinctrl-bcm2711/17" && op.Level == hal.High
+	}); err != nil {
+		t.Fatalf("the renamed key does not drive the heater: %v\n%s", err, d.logs)
+	}
+}
+
 // Invalid YAML is REJECTED with the problem, and nothing changes.
 func TestApplyConfigJobInvalidConfigIsRejected(t *testing.T) {
 	w := newSwitchWorld(t)
