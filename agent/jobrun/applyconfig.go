@@ -67,9 +67,10 @@ type ApplyConfigOptions struct {
 // the environment: the one exception to Check's no-I/O rule, because an
 // invalid configuration must be REJECTED, not FAILED); a configuration with
 // problems is REJECTED with the first ones in "reason". Run applies it
-// through the ConfigSwitch; the job is SUCCEEDED once the agent on the new
-// file has converged, FAILED with the reason when it was rolled back. The
-// job survives the restart it causes (Resumer).
+// through the ConfigSwitch; the job is SUCCEEDED once the new file is in
+// force (a live reload took it, or the agent restarted on it converged),
+// FAILED with the reason when it was rolled back. The job survives the
+// restart it causes (Resumer).
 func ApplyConfig(o ApplyConfigOptions) Handler {
 	return HandlerFunc(func(doc json.RawMessage) (Job, error) {
 		if o.Switch == nil {

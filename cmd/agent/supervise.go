@@ -75,8 +75,11 @@ func systemJobTypes(o runOptions, cfg *config.Config, extra map[string]jobrun.Ha
 	}
 	t := map[string]jobrun.Handler{}
 	if o.configSwitch != nil {
-		t[jobrun.TypeApplyConfig] = jobrun.ApplyConfig(jobrun.ApplyConfigOptions{Switch: o.configSwitch,
-			VerifyTimeout: cfg.Jobs.ApplyConfig.VerifyTimeout})
+		verify := cfg.Jobs.ApplyConfig.VerifyTimeout
+		if verify == 0 {
+			verify = supervisor.DefaultVerifyTimeout // also the most a job document may ask for
+		}
+		t[jobrun.TypeApplyConfig] = jobrun.ApplyConfig(jobrun.ApplyConfigOptions{Switch: o.configSwitch, VerifyTimeout: verify})
 	}
 	ro := o.reboot
 	if len(ro.Command) == 0 {
