@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -144,8 +143,14 @@ func (h RunHandler) resolve(name string) (string, error) {
 	return p, nil
 }
 
+// runAs is the user a handler runs as.
+type runAs struct {
+	uid, gid uint32
+	groups   []uint32
+}
+
 // credential returns who to run as: nil for the agent's own user.
-func (h RunHandler) credential() (*syscall.Credential, string, error) {
+func (h RunHandler) credential() (*runAs, string, error) {
 	if h.Opts.User == "" {
 		home, _ := os.UserHomeDir()
 		return nil, home, nil
@@ -165,11 +170,11 @@ func (h RunHandler) credential() (*syscall.Credential, string, error) {
 	if err1 != nil || err2 != nil {
 		return nil, "", fmt.Errorf("%w: user %q has non-numeric ids %s/%s", ErrHandler, h.Opts.User, u.Uid, u.Gid)
 	}
-	c := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	c := &runAs{uid: uint32(uid), gid: uint32(gid)}
 	if gs, err := u.GroupIds(); err == nil {
 		for _, g := range gs {
 			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-				c.Groups = append(c.Groups, uint32(n))
+				c.groups = append(c.groups, uint32(n))
 			}
 		}
 	}
@@ -193,7 +198,9 @@ func (h RunHandler) run(ctx context.Context, x *Exec, d runHandlerDoc, timeout t
 	cmd.Dir = h.Opts.Dir
 	cmd.Env = []string{"PATH=" + handlerPath, "HOME=" + home, "LANG=C.UTF-8",
 		"JOB_ID=" + x.JobID, "JOB_EXECUTION_NUMBER=" + strconv.FormatInt(x.ExecutionNumber, 10), "THING_NAME=" + thing}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	if err := setProcAttr(cmd, cred); err != nil {
+		return nil, fmt.Errorf("run-handler: %w", err)
+	}
 	var stdout, stderr tailBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// Pipes held open by a grandchild that outlived the kill must not
@@ -219,7 +226,7 @@ func (h RunHandler) run(ctx context.Context, x *Exec, d runHandlerDoc, timeout t
 	stopT()
 	stopKA()
 	if why != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(cmd)
 		werr = <-waited
 	}
 	det := Details{"handler": d.Handler, "duration": x.Clock.Now().Sub(start).Round(time.Millisecond).String()}
@@ -240,8 +247,8 @@ func (h RunHandler) run(ctx context.Context, x *Exec, d runHandlerDoc, timeout t
 	if werr != nil {
 		var ee *exec.ExitError
 		if errors.As(werr, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return det, fmt.Errorf("handler %s killed by signal %s", d.Handler, ws.Signal())
+			if sig, ok := signaled(ee); ok {
+				return det, fmt.Errorf("handler %s killed by signal %s", d.Handler, sig)
 			}
 			return det, fmt.Errorf("handler %s exited with status %d", d.Handler, code)
 		}
