@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -267,25 +268,30 @@ func (s *Supervisor) prepare(req Request) (done bool, err error) {
 	if req.VerifyTimeout <= 0 {
 		req.VerifyTimeout = DefaultVerifyTimeout
 	}
-	path := s.o.Path
+	// A symlinked configuration (a deployment tool's) keeps its link: the
+	// file it points to is the one replaced.
+	path, err := filepath.EvalSymlinks(s.o.Path)
+	if err != nil {
+		return false, fmt.Errorf("reading the configuration in force %s: %w", s.o.Path, err)
+	}
 	cur, err := os.ReadFile(path)
 	if err != nil {
 		return false, fmt.Errorf("reading the configuration in force %s: %w", path, err)
 	}
-	rec := Record{Job: req.Job, Phase: PhaseVerifying, Config: path, Backup: BackupPath(path),
+	rec := Record{Job: req.Job, Phase: PhaseVerifying, Config: path, Backup: BackupPath(s.o.Path),
 		VerifyTimeout: req.VerifyTimeout, Started: s.o.Clock.Now().UTC()}
 	mode := modeOf(path, 0o640)
 	if err := writeAtomic(rec.Backup, cur, mode); err != nil {
 		return false, fmt.Errorf("keeping a backup of the configuration: %w", err)
 	}
-	if err := saveRecord(RecordPath(path), rec); err != nil {
+	if err := saveRecord(RecordPath(s.o.Path), rec); err != nil {
 		return false, err
 	}
 	if err := writeAtomic(path, req.Data, mode); err != nil {
 		// Nothing changed: say so in the record, so a restart does not
 		// restore (harmlessly) and report an interruption.
 		rec.Phase, rec.Reason, rec.Ended = PhaseRolledBack, err.Error(), s.o.Clock.Now().UTC()
-		_ = saveRecord(RecordPath(path), rec)
+		_ = saveRecord(RecordPath(s.o.Path), rec)
 		s.setLocked(&rec)
 		return false, err
 	}

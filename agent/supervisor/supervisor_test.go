@@ -340,3 +340,39 @@ func TestApplyByLiveReload(t *testing.T) {
 	default:
 	}
 }
+
+// A configuration reached through a symlink keeps the link; the file it
+// points to is replaced (and restored on rollback).
+func TestSymlinkedConfigKeepsItsLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "real.yaml")
+	if err := os.WriteFile(target, []byte(cfgText("good")), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "agent.yaml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	h := startAt(t, link)
+	h.gen()
+	h.apply("j1", "good2")
+	h.gen()
+	if r := h.outcome("j1"); r.Phase != PhaseApplied || r.Config != target {
+		t.Fatalf("outcome %+v", r)
+	}
+	if dst, err := os.Readlink(link); err != nil || dst != target {
+		t.Fatalf("the link became %q (%v)", dst, err)
+	}
+	h.apply("j2", "nodev")
+	h.gen()
+	h.gen()
+	if r := h.outcome("j2"); r.Phase != PhaseRolledBack {
+		t.Fatalf("outcome %+v", r)
+	}
+	if b, _ := os.ReadFile(target); string(b) != cfgText("good2") {
+		t.Fatalf("target after rollback:\n%s", b)
+	}
+	if _, err := os.Readlink(link); err != nil {
+		t.Fatalf("the rollback replaced the link: %v", err)
+	}
+}
