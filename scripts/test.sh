@@ -73,7 +73,8 @@ fi
 if [ "${FULL:-0}" = 1 ]; then
   for target in localcloud/shadow:FuzzUpdate config:FuzzLoad shadowsync/reconcile:FuzzPlan \
                 shadowsync/reconcile:FuzzSensors filter:FuzzChain discovery:FuzzParse \
-                localcloud/jobs:FuzzHandle jobs:FuzzReply agent/jobrun:FuzzDecodeApplyConfig; do
+                localcloud/jobs:FuzzHandle jobs:FuzzReply agent/jobrun:FuzzDecodeApplyConfig \
+                agent/jobrun:FuzzCheck agent/jobrun:FuzzDetails; do
     echo "== fuzz ${target#*:} in ./${target%%:*} for ${FUZZTIME:-2m} (FULL=1)"
     go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-2m}" "./${target%%:*}"
   done
