@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pinshadow/pinshadow/agent"
@@ -120,6 +121,10 @@ type Generation struct {
 	sup     *Supervisor
 	started chan Agent
 	faults  chan string
+	// Without shadows the agent never converges: online plus a loop
+	// iteration (devices opened by then) is the trial's test instead.
+	online  atomic.Bool
+	settled chan struct{}
 }
 
 // Started tells the supervisor the agent exists. Call it once.
@@ -138,12 +143,19 @@ func (g *Generation) Started(a Agent) {
 // Observe is given every agent event (from agent.Deps.Events). It does not
 // block. A device fault before the first convergence fails a trial.
 func (g *Generation) Observe(e agent.Event) {
-	if e.Kind != agent.EventFault || e.Device == "" {
-		return
-	}
-	select {
-	case g.faults <- e.Message:
-	default: // the first faults are enough to decide
+	switch {
+	case e.Kind == agent.EventFault && e.Device != "":
+		select {
+		case g.faults <- e.Message:
+		default: // the first faults are enough to decide
+		}
+	case e.Kind == agent.EventOnline:
+		g.online.Store(true)
+	case e.Kind == agent.EventIteration && g.online.Load():
+		select {
+		case g.settled <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -363,7 +375,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	trial := false
 	for {
 		out := s.generation(ctx, &Generation{Config: cfg, Trial: trial, sup: s,
-			started: make(chan Agent, 1), faults: make(chan string, 8)})
+			started: make(chan Agent, 1), faults: make(chan string, 8), settled: make(chan struct{}, 1)})
 		trial = false
 		var reason string
 		switch out.kind {
@@ -471,6 +483,9 @@ func (s *Supervisor) watch(ctx context.Context, g *Generation, done <-chan error
 		case a = <-g.started:
 			if trial {
 				ready = a.Ready()
+				if len(g.Config.Shadows) == 0 {
+					ready = g.settled
+				}
 			}
 		case msg := <-g.faults:
 			if trial {

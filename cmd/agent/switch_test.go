@@ -317,6 +317,26 @@ func TestApplyConfigJobByLiveReload(t *testing.T) {
 	}
 }
 
+// A device with jobs but no shadows never converges: online with its
+// devices opened is what a new configuration must reach instead.
+func TestApplyConfigJobWithoutShadows(t *testing.T) {
+	w := newSwitchWorld(t)
+	old := fmt.Sprintf("thing: d1\nboard: pi4b\nstate_dir: %s\nconnection:\n  endpoint: 127.0.0.1\n  port: %s\n  transport: tcp\n"+
+		"  backoff: {base: 20ms, max: 200ms, jitter: none}\nshadows: []\njobs: {}\n", w.state, w.port)
+	w.writeConfig(old)
+	d := w.startDaemon()
+	d.logs.waitFor(t, "running jobs")
+
+	next := strings.Replace(old, "  transport: tcp\n", "  transport: tcp\n  keep_alive: 45s\n", 1) // needs a restart
+	w.app.create(t, "cfg-1", applyDoc(next))
+	if x := w.app.wait(t, "cfg-1", d); x.Status != "SUCCEEDED" {
+		t.Fatalf("execution %s %v\n%s", x.Status, x.StatusDetails, d.logs)
+	}
+	if !strings.Contains(d.logs.String(), "restarting the agent on it") || w.file() != next {
+		t.Fatalf("not switched by a restart:\n%s", d.logs)
+	}
+}
+
 // Invalid YAML is REJECTED with the problem, and nothing changes.
 func TestApplyConfigJobInvalidConfigIsRejected(t *testing.T) {
 	w := newSwitchWorld(t)
