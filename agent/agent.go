@@ -159,6 +159,7 @@ func (a *Agent) Status() Status {
 		live := f()
 		s.Connection = live.Connection
 		s.Shadows = live.Shadows
+		s.Jobs = live.Jobs
 	}
 	s.Now = a.clock.Now()
 	s.Running = a.running.Load()

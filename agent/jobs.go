@@ -171,6 +171,7 @@ func (r *runner) startJobs(ctx context.Context) error {
 			return fmt.Errorf("agent: jobs: %w", err)
 		}
 	}
+	r.jobRunner = run
 	jctx, cancel := context.WithCancelCause(ctx)
 	r.jobsDone, r.jobsCancel = make(chan struct{}), cancel
 	go func() {

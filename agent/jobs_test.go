@@ -201,6 +201,9 @@ func TestJobRunHandler(t *testing.T) {
 	m = r.rec.mark()
 	r.create("rh3", `{"type":"run-handler","handler":"hang","timeout":"3s"}`)
 	r.rec.waitFor(t, m, "rh3 started", func(e Event) bool { return e.Kind == EventJobStarted && e.Key == "rh3" })
+	if j := r.ag.Status().Jobs; j == nil || j.Running == nil || j.Running.JobID != "rh3" || j.Last == nil || j.Last.JobID != "rh2" {
+		t.Errorf("status while rh3 runs: %+v", j)
+	}
 	r.advanceUntil(m, "rh3")
 	x = r.done(m, "rh3")
 	if x.Status != "FAILED" || !strings.Contains(x.StatusDetails["reason"], "timed out after 3s") || x.StatusDetails["exit_code"] != "-1" {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinshadow/pinshadow/agent/jobrun"
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/devices"
 	"github.com/pinshadow/pinshadow/filter"
@@ -82,8 +83,9 @@ type runner struct {
 	lastErr string
 	lastAt  time.Time
 
-	jobsClient *jobs.Client  // nil without a jobs: section
-	jobsDone   chan struct{} // closed when the job runner has returned
+	jobsClient *jobs.Client   // nil without a jobs: section
+	jobRunner  *jobrun.Runner // set before the status can read it
+	jobsDone   chan struct{}  // closed when the job runner has returned
 	jobsCancel context.CancelCauseFunc
 
 	wctx   context.Context // the runner's goroutines' context
@@ -1033,6 +1035,10 @@ func (r *runner) publishStatus() {
 // liveStatus reads the connection and shadows (safe from any goroutine).
 func (r *runner) liveStatus() Status {
 	var s Status
+	if r.jobRunner != nil {
+		j := r.jobRunner.Snapshot()
+		s.Jobs = &j
+	}
 	st := r.ic.Stats()
 	s.Connection = ConnectionStatus{Endpoint: r.via, State: st.State.String(),
 		Since: st.OnlineSince, Connects: st.Connects, Drops: st.Drops, Queued: st.Queued, Dropped: st.Dropped, LastErrorAt: st.LastErrorAt}

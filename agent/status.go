@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pinshadow/pinshadow/agent/jobrun"
 )
 
 // Status is a snapshot of the running agent, for `agent status`.
@@ -37,6 +39,8 @@ type Status struct {
 	// failure reading or writing it ("" when fine).
 	StateFile  string `json:"state_file,omitempty"`
 	StateError string `json:"state_error,omitempty"`
+	// Jobs is the job runner's state (nil: no jobs: section, or stopped).
+	Jobs *jobrun.Snapshot `json:"jobs,omitempty"`
 }
 
 // ConnectionStatus is the MQTT connection's state.

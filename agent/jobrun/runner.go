@@ -80,10 +80,65 @@ type Runner struct {
 	clock Clock
 	types map[string]Handler
 
-	mu      sync.Mutex // guards st and its file
+	mu      sync.Mutex // guards st and its file, now and last
 	st      stateDoc
 	kick    chan struct{} // something was added to the outbox
 	running bool
+	now     *JobStatus // the execution being run
+	last    *JobStatus // the last one that ended on the device
+}
+
+// JobStatus describes an execution for Snapshot.
+type JobStatus struct {
+	JobID   string    `json:"job_id"`
+	Type    string    `json:"type"`
+	Status  Status    `json:"status"`
+	Since   time.Time `json:"since"` // started, or ended
+	Resumed bool      `json:"resumed,omitempty"`
+	Details Details   `json:"details,omitempty"`
+}
+
+// Snapshot is what the runner is doing, for `agent status`.
+type Snapshot struct {
+	// Running is the execution being run (nil: none).
+	Running *JobStatus `json:"running,omitempty"`
+	// Last is the last execution that ended on the device.
+	Last *JobStatus `json:"last,omitempty"`
+	// Unsent counts statuses persisted but not yet accepted.
+	Unsent int `json:"unsent"`
+	// Types are the registered job types.
+	Types []string `json:"types"`
+}
+
+// Snapshot returns what the runner is doing. Safe from any goroutine.
+func (r *Runner) Snapshot() Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Snapshot{Unsent: len(r.st.Outbox)}
+	if r.now != nil {
+		n := *r.now
+		if c := r.st.Current; c != nil && c.JobID == n.JobID {
+			n.Details = c.Details
+		}
+		s.Running = &n
+	}
+	if r.last != nil {
+		l := *r.last
+		s.Last = &l
+	}
+	for k := range r.types {
+		s.Types = append(s.Types, k)
+	}
+	sort.Strings(s.Types)
+	return s
+}
+
+// ended records the last execution that ended on the device.
+func (r *Runner) ended(id, typ string, st Status, d Details) {
+	r.mu.Lock()
+	r.now = nil
+	r.last = &JobStatus{JobID: id, Type: typ, Status: st, Since: r.clock.Now(), Details: d}
+	r.mu.Unlock()
 }
 
 // New returns a runner over src.
@@ -366,6 +421,7 @@ func (r *Runner) begin(ctx context.Context, e *Execution) *active {
 		d = d.Clean()
 		r.log.Warn("job rejected", "job", e.JobID, "type", t, "reason", err)
 		r.enqueue(nil, Update{JobID: e.JobID, ExecutionNumber: e.ExecutionNumber, Status: Rejected, Details: d})
+		r.ended(e.JobID, t, Rejected, d)
 		r.emit(Event{Kind: EventFinished, JobID: e.JobID, Type: t, Status: Rejected, Details: d, Message: err.Error()})
 		return nil
 	}
@@ -402,6 +458,7 @@ func (r *Runner) restarted(ctx context.Context, c current) *active {
 	d := c.Details.Merge(Details{"reason": ReasonRestarted}).Clean()
 	r.log.Warn("job was running when the agent stopped; failing it", "job", c.JobID, "type", c.Type)
 	r.enqueue(func(st *stateDoc) { st.Current = nil }, Update{JobID: c.JobID, ExecutionNumber: c.ExecutionNumber, Status: Failed, Details: d})
+	r.ended(c.JobID, c.Type, Failed, d)
 	r.emit(Event{Kind: EventFinished, JobID: c.JobID, Type: c.Type, Status: Failed, Details: d, Message: ReasonRestarted})
 	return nil
 }
@@ -427,6 +484,9 @@ func (r *Runner) run(ctx context.Context, c current, job Job, resumed bool, last
 		return err
 	}
 	a := &active{x: x, typ: c.Type, cancel: cancel, done: make(chan outcome, 1)}
+	r.mu.Lock()
+	r.now = &JobStatus{JobID: c.JobID, Type: c.Type, Status: InProgress, Since: r.clock.Now(), Resumed: resumed}
+	r.mu.Unlock()
 	r.emit(Event{Kind: EventStarted, JobID: c.JobID, Type: c.Type, Status: InProgress, Resumed: resumed})
 	r.log.Info("job started", "job", c.JobID, "type", c.Type, "resumed", resumed)
 	go func() {
@@ -459,6 +519,7 @@ func (r *Runner) finish(a *active, o outcome) {
 		d = d.Merge(Details{"reason": o.err.Error()}).Clean()
 	}
 	r.enqueue(func(st *stateDoc) { st.Current = nil }, Update{JobID: a.x.JobID, ExecutionNumber: a.x.ExecutionNumber, Status: status, Details: d})
+	r.ended(a.x.JobID, a.typ, status, d)
 	r.log.Info("job finished", "job", a.x.JobID, "type", a.typ, "status", status, "details", d.String())
 	msg := ""
 	if o.err != nil {

@@ -304,10 +304,13 @@ func (g *gate) waitStart(t *testing.T) string {
 func TestRunsJobsInOrderOneAtATime(t *testing.T) {
 	src := newFakeSource(`{"type":"gate"}`, `{"type":"gate"}`, `{"type":"gate"}`)
 	g := newGate()
-	newHarness(t, src, filepath.Join(t.TempDir(), StateFile), map[string]Handler{"gate": g})
+	h := newHarness(t, src, filepath.Join(t.TempDir(), StateFile), map[string]Handler{"gate": g})
 	for i, want := range []string{"job1", "job2", "job3"} {
 		if got := g.waitStart(t); got != want {
 			t.Fatalf("start %d: %s, want %s", i, got, want)
+		}
+		if sn := h.r.Snapshot(); sn.Running == nil || sn.Running.JobID != want || sn.Running.Type != "gate" {
+			t.Errorf("snapshot while %s runs: %+v", want, sn.Running)
 		}
 		var fail error
 		if i == 1 {
@@ -318,6 +321,10 @@ func TestRunsJobsInOrderOneAtATime(t *testing.T) {
 	src.waitUntil(t, "all three terminal", func() bool { return src.status("job3").Terminal() })
 	if g.most != 1 {
 		t.Errorf("%d executions ran at once, want 1", g.most)
+	}
+	h.event("job3's status sent", func(e Event) bool { return e.Kind == EventSent && e.JobID == "job3" })
+	if sn := h.r.Snapshot(); sn.Running != nil || sn.Last == nil || sn.Last.JobID != "job3" || sn.Last.Status != Succeeded || sn.Unsent != 0 {
+		t.Errorf("snapshot after the three jobs: %+v", sn)
 	}
 	if u := src.final("job1"); u.Status != Succeeded || u.Details["done"] != "yes" {
 		t.Errorf("job1 final %+v", u)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pinshadow/pinshadow/agent"
+	"github.com/pinshadow/pinshadow/agent/jobrun"
 	"github.com/pinshadow/pinshadow/config"
 )
 
@@ -150,6 +151,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		sf += " — " + st.StateError
 	}
 	fmt.Fprintf(tw, "state file\t%s\n", sf)
+	if j := st.Jobs; j != nil {
+		fmt.Fprintf(tw, "jobs\t%s\n", jobsLine(*j, age))
+	}
 	tw.Flush()
 
 	if len(st.Shadows) > 0 {
@@ -219,4 +223,33 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// jobsLine summarises the job runner: what runs, what ended last, what is
+// still to be sent.
+func jobsLine(j jobrun.Snapshot, age func(time.Time) string) string {
+	var parts []string
+	if r := j.Running; r != nil {
+		p := fmt.Sprintf("running %s (%s) since %s", r.JobID, r.Type, age(r.Since))
+		if r.Resumed {
+			p += ", resumed after a restart"
+		}
+		if ph := r.Details["phase"]; ph != "" {
+			p += ", " + ph
+		}
+		parts = append(parts, p)
+	} else {
+		parts = append(parts, "idle")
+	}
+	if l := j.Last; l != nil {
+		p := fmt.Sprintf("last %s (%s) %s %s", l.JobID, l.Type, l.Status, age(l.Since))
+		if why := l.Details["reason"]; why != "" {
+			p += ": " + why
+		}
+		parts = append(parts, p)
+	}
+	if j.Unsent > 0 {
+		parts = append(parts, fmt.Sprintf("%d status(es) not yet accepted", j.Unsent))
+	}
+	return strings.Join(parts, "; ")
 }
