@@ -546,3 +546,35 @@ func TestCorruptStateFileIsNotFatal(t *testing.T) {
 	h.event("state error", func(e Event) bool { return e.Kind == EventError && strings.Contains(e.Message, "corrupt") })
 	src.waitUntil(t, "job1 done", func() bool { return src.status("job1") == Succeeded })
 }
+
+// A terminal status not yet sent when the agent stops is sent by the next
+// start, before anything else is started.
+func TestUnsentStatusSentAfterRestart(t *testing.T) {
+	src := newFakeSource(`{"type":"ok","n":"1"}`, `{"type":"ok","n":"2"}`)
+	path := filepath.Join(t.TempDir(), StateFile)
+	src.setOffline(true)
+	src.mu.Lock()
+	src.execs[0].status = InProgress // started just before the outage
+	src.mu.Unlock()
+	// Run job1 from disk: the state a previous run left.
+	doc := stateDoc{Format: stateFormat, Thing: "t1", Current: &current{JobID: "job1", Type: "ok", Document: json.RawMessage(`{"type":"ok","n":"1"}`)}}
+	b, _ := json.Marshal(doc)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, src, path, map[string]Handler{"ok": ok()})
+	h.event("job1 failed locally", func(e Event) bool { return e.Kind == EventFinished && e.JobID == "job1" })
+	h.stop(errors.New("hard stop"))
+	b, _ = os.ReadFile(path)
+	if !strings.Contains(string(b), `"FAILED"`) {
+		t.Fatalf("the unsent FAILED is not on disk:\n%s", b)
+	}
+	src.setOffline(false)
+	newHarness(t, src, path, map[string]Handler{"ok": ok()})
+	src.waitUntil(t, "job2 done", func() bool { return src.status("job2") == Succeeded })
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.updates) != 2 || src.updates[0].JobID != "job1" || src.updates[0].Status != Failed || src.updates[0].Details["reason"] != ReasonRestarted {
+		t.Errorf("updates after the restart: %+v; want job1's FAILED first", src.updates)
+	}
+}
