@@ -143,6 +143,15 @@ func TestJobSetDesired(t *testing.T) {
 	for _, k := range []EventKind{EventJobStarted, EventJobProgress, EventJobFinished} {
 		r.rec.waitFor(t, m, string(k), func(e Event) bool { return e.Kind == k && e.Key == "sd1" && e.Property == "set-desired" })
 	}
+
+	// A value the agent rejects fails the job at once, with the agent's
+	// reason (no waiting for the timeout).
+	m = r.rec.mark()
+	r.create("sd2", `{"type":"set-desired","desired":{"heater":"on"}}`)
+	x = r.done(m, "sd2")
+	if x.Status != "FAILED" || !strings.Contains(x.StatusDetails["reason"], `the agent rejected the desired value: heater="on": heater: "on" is a string`) {
+		t.Errorf("rejected value: %+v", x)
+	}
 }
 
 func TestJobPulse(t *testing.T) {

@@ -3,6 +3,7 @@ package jobrun
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ func (SetDesired) Check(doc json.RawMessage) (Job, error) {
 		if err := x.Progress(ctx, Details{"phase": "waiting for reported", "version": fmt.Sprint(v)}); err != nil {
 			return nil, err
 		}
-		if err := waitReported(ctx, x, d.Shadow, d.Desired, to); err != nil {
+		if err := waitReported(ctx, x, d.Shadow, d.Desired, v, to); err != nil {
 			return nil, fmt.Errorf("set-desired: %w", err)
 		}
 		return Details{"shadow": shadowName(d.Shadow), "desired": compact(d.Desired)}, nil
@@ -125,9 +126,14 @@ func nullLeaf(m map[string]any, prefix string) string {
 	return ""
 }
 
+// ErrRejectedByAgent: the agent refused a desired value a job set (its
+// reported._status says why); waiting longer would not help.
+var ErrRejectedByAgent = errors.New("the agent rejected the desired value")
+
 // waitReported waits until the shadow's reported section holds every leaf
-// of want, for at most timeout (agent clock).
-func waitReported(ctx context.Context, x *Exec, shadow string, want map[string]any, timeout time.Duration) error {
+// of want, for at most timeout (agent clock). A key the agent rejected
+// (reported._status.<key> "rejected" at version ≥ since) fails at once.
+func waitReported(ctx context.Context, x *Exec, shadow string, want map[string]any, since int64, timeout time.Duration) error {
 	tc, stop := x.Clock.NewTimer(timeout)
 	defer stop()
 	for {
@@ -137,6 +143,9 @@ func waitReported(ctx context.Context, x *Exec, shadow string, want map[string]a
 		if len(diff) == 0 {
 			return nil
 		}
+		if err := rejected(sv.Reported, diff, "", since); err != nil {
+			return err
+		}
 		select {
 		case <-ch:
 		case <-tc:
@@ -145,6 +154,33 @@ func waitReported(ctx context.Context, x *Exec, shadow string, want map[string]a
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// rejected returns the agent's rejection of a leaf of diff, if reported
+// holds one decided at version since or later.
+func rejected(reported, diff map[string]any, prefix string, since int64) error {
+	st, _ := reported["_status"].(map[string]any)
+	for k, v := range diff {
+		path := prefix + k
+		if sub, ok := v.(map[string]any); ok {
+			if err := rejected(reported, sub, path+".", since); err != nil {
+				return err
+			}
+			continue
+		}
+		e, _ := st[path].(map[string]any)
+		if e["status"] != "rejected" {
+			continue
+		}
+		if n, ok := e["version"].(json.Number); ok {
+			if ver, err := n.Int64(); err == nil && ver < since {
+				continue // an older value's rejection
+			}
+		}
+		msg, _ := e["message"].(string)
+		return fmt.Errorf("%w: %s=%s: %s", ErrRejectedByAgent, path, compact(v), msg)
+	}
+	return nil
 }
 
 // pick returns the parts of m at diff's paths.
@@ -320,10 +356,11 @@ func (p *pulseJob) restore(ctx context.Context, x *Exec, prev any) {
 
 func (p *pulseJob) set(ctx context.Context, x *Exec, v any) error {
 	patch := nest(p.path, v)
-	if _, err := x.Host.Desire(ctx, p.d.Shadow, patch); err != nil {
+	ver, err := x.Host.Desire(ctx, p.d.Shadow, patch)
+	if err != nil {
 		return fmt.Errorf("pulse: desired %s=%s: %w", p.d.Key, compact(v), err)
 	}
-	if err := waitReported(ctx, x, p.d.Shadow, patch, p.timeout); err != nil {
+	if err := waitReported(ctx, x, p.d.Shadow, patch, ver, p.timeout); err != nil {
 		return fmt.Errorf("pulse: %s=%s: %w", p.d.Key, compact(v), err)
 	}
 	return nil

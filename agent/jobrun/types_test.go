@@ -577,3 +577,20 @@ func TestPulseRestoreRetriesWhileOffline(t *testing.T) {
 		t.Errorf("relay1 after the pulse: %v", sv.Reported["relay1"])
 	}
 }
+
+func TestRejectedByAgent(t *testing.T) {
+	rep := func(ver int) map[string]any {
+		return map[string]any{"_status": map[string]any{
+			"lights.hall": map[string]any{"status": "rejected", "message": "out of range", "version": json.Number(fmt.Sprint(ver))},
+			"fan":         map[string]any{"status": "applied", "version": json.Number("9")},
+		}}
+	}
+	diff := map[string]any{"lights": map[string]any{"hall": 300}, "fan": 40}
+	if err := rejected(rep(4), diff, "", 5); err != nil {
+		t.Errorf("a rejection older than our update counted: %v", err)
+	}
+	err := rejected(rep(5), diff, "", 5)
+	if !errors.Is(err, ErrRejectedByAgent) || !strings.Contains(err.Error(), "lights.hall=300: out of range") {
+		t.Errorf("rejection at our version: %v", err)
+	}
+}
