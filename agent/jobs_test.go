@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -400,5 +401,22 @@ shadows: []
 	r.create("ns1", `{"type":"run-handler","handler":"greet"}`)
 	if x := r.done(m, "ns1"); x.Status != "SUCCEEDED" || x.StatusDetails["stdout"] != "hi" {
 		t.Errorf("job on a device without shadows: %+v", x)
+	}
+}
+
+// The job runner is built at start: a reload that changes the jobs:
+// section is refused with the reason.
+func TestReloadRefusesJobsChange(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(parseConfig(t, greenhouse+"jobs: {step_timeout: 5m}\n", dir), Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Reload(parseConfig(t, greenhouse+"jobs: {step_timeout: 6m}\n", dir))
+	if !errors.Is(err, ErrReloadRefused) || !strings.Contains(err.Error(), "the jobs: section changed") {
+		t.Errorf("reload with another step timeout: %v", err)
+	}
+	if err := a.Reload(parseConfig(t, greenhouse+"jobs: {step_timeout: 5m}\n", dir)); err != nil {
+		t.Errorf("reload with the same jobs section: %v", err)
 	}
 }
