@@ -40,7 +40,13 @@
 // the service but not yet written down when the agent died is started
 // again by the next start-next and runs from the beginning.)
 //
+// Built-in types (each type's doc gives its document schema): SetDesired
+// ("set-desired"), Pulse ("pulse"), RunHandler ("run-handler"), Download
+// ("download-file"), ApplyConfig ("apply-config") and Reboot ("reboot").
+// Runner.Snapshot tells `agent status` what runs, what ended last and how
+// many statuses are still unsent.
+//
 // statusDetails (Details) follow AWS's limits: string values only, keys
 // [a-zA-Z0-9:_-]{1,128}, values 1–1024 characters without control
-// characters; Details.Clean and Tail enforce them.
+// characters, at most 10 entries; Details.Clean and Tail enforce them.
 package jobrun
