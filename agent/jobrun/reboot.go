@@ -41,6 +41,12 @@ type RebootOptions struct {
 	// os/exec). Tests and `agent sim` give a fake that simulates the
 	// restart.
 	Exec func(ctx context.Context, argv []string) ([]byte, error)
+	// Delivered, when set, waits until the service has accepted the
+	// IN_PROGRESS update with statusDetails d for job (the agent wires it to
+	// its job events), so the cloud knows a reboot was requested before it
+	// happens. It returns ctx's cause when ctx ends first (the step
+	// timeout: the job is FAILED without rebooting). nil: do not wait.
+	Delivered func(ctx context.Context, job string, d Details) error
 }
 
 // Progress notes the reboot type leaves itself (statusDetails of the
@@ -55,12 +61,12 @@ const (
 // Reboot returns the reboot handler. Its document is {"type": "reboot"}.
 //
 // Run records "rebooting" with the current boot id and time in an
-// IN_PROGRESS update (persisted before the command runs, and sent; the
-// execution is already IN_PROGRESS in the service since start-next), then
-// runs the command. After the restart the runner resumes the job: a new
-// boot id is SUCCEEDED; the same boot id once Timeout has passed since the
-// request is FAILED "reboot did not happen" (so is an agent still running
-// Timeout after the command). A failing command is FAILED with its output.
+// IN_PROGRESS update, persisted and (with Delivered) accepted by the
+// service before the command runs. After the restart the runner resumes
+// the job: a new boot id is SUCCEEDED; the same boot id once Timeout has
+// passed since the request is FAILED "reboot did not happen" (so is an
+// agent still running Timeout after the command). A failing command is
+// FAILED with its output.
 func Reboot(o RebootOptions) Handler {
 	if len(o.Command) == 0 {
 		o.Command = DefaultRebootCommand
@@ -117,6 +123,11 @@ func (j *rebootJob) Run(ctx context.Context, x *Exec) (Details, error) {
 	note := Details{detailPhase: rebootPhase, detailBootID: id, detailRequestedAt: at.Format(time.RFC3339Nano)}
 	if err := x.Progress(ctx, note); err != nil {
 		return nil, fmt.Errorf("cannot persist the reboot request (%w); not rebooting", err)
+	}
+	if j.o.Delivered != nil {
+		if err := j.o.Delivered(ctx, x.JobID, note); err != nil {
+			return nil, fmt.Errorf("the service did not confirm the reboot request (%w); not rebooting", err)
+		}
 	}
 	x.Log.Info("rebooting", "command", strings.Join(j.o.Command, " "), "boot_id", id)
 	out, err := j.o.Exec(ctx, j.o.Command)

@@ -175,3 +175,34 @@ func TestReadBootID(t *testing.T) {
 		t.Fatal("a missing boot id file gave no error")
 	}
 }
+
+// With Delivered the command waits for the service to accept the
+// "rebooting" note; no confirmation, no reboot.
+func TestRebootWaitsForDelivery(t *testing.T) {
+	for _, confirm := range []bool{true, false} {
+		clk := fake.NewFakeClock(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+		m := &fakeMachine{boot: "boot-1", works: true}
+		var got Details
+		h := Reboot(RebootOptions{BootID: m.bootID, Exec: m.exec, Delivered: func(_ context.Context, job string, d Details) error {
+			if len(m.calls) != 0 {
+				t.Error("the command ran before the request was delivered")
+			}
+			got = d
+			if !confirm {
+				return errors.New("step timeout reached")
+			}
+			return nil
+		}})
+		x, _, _ := testExec(clk, false)
+		_, err := rebootJobFor(t, h).Run(context.Background(), x)
+		if got["phase"] != "rebooting" || got["boot_id"] != "boot-1" {
+			t.Fatalf("delivery awaited for %v", got)
+		}
+		if confirm && (err != nil || len(m.calls) != 1) {
+			t.Fatalf("confirmed: %v, %d commands", err, len(m.calls))
+		}
+		if !confirm && (err == nil || !strings.Contains(err.Error(), "not rebooting") || len(m.calls) != 0) {
+			t.Fatalf("unconfirmed: %v, %d commands", err, len(m.calls))
+		}
+	}
+}

@@ -116,8 +116,9 @@ func runGeneration(ctx context.Context, e *env, o runOptions, log *slog.Logger, 
 	}
 	deps := o.deps
 	deps.Logger = log
-	deps.Events = observeEvents(g, deps.Events)
-	deps.JobTypes = systemJobTypes(o, cfg, deps.JobTypes)
+	sent := newDeliveries()
+	deps.Events = observeEvents(g, sent, deps.Events)
+	deps.JobTypes = systemJobTypes(o, cfg, sent, deps.JobTypes)
 	// The console lives as long as one generation: an apply-config restart
 	// rebinds it and the page's event stream reconnects.
 	var wc *runningConsole

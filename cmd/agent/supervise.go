@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/pinshadow/pinshadow/agent"
@@ -69,7 +70,7 @@ func superviseAgent(ctx context.Context, e *env, o runOptions, log *slog.Logger)
 // systemJobTypes adds the job types only `agent run` offers to extra:
 // apply-config (it needs the supervisor) and reboot, configured from the
 // jobs: section (runOptions.reboot overrides what it sets).
-func systemJobTypes(o runOptions, cfg *config.Config, extra map[string]jobrun.Handler) map[string]jobrun.Handler {
+func systemJobTypes(o runOptions, cfg *config.Config, sent *deliveries, extra map[string]jobrun.Handler) map[string]jobrun.Handler {
 	if cfg.Jobs == nil || !cfg.Jobs.Enabled {
 		return extra
 	}
@@ -88,6 +89,9 @@ func systemJobTypes(o runOptions, cfg *config.Config, extra map[string]jobrun.Ha
 	if ro.Timeout == 0 {
 		ro.Timeout = cfg.Jobs.Reboot.Timeout
 	}
+	if ro.Delivered == nil {
+		ro.Delivered = sent.wait
+	}
 	t[jobrun.TypeReboot] = jobrun.Reboot(ro)
 	for k, h := range extra {
 		t[k] = h
@@ -96,12 +100,61 @@ func systemJobTypes(o runOptions, cfg *config.Config, extra map[string]jobrun.Ha
 }
 
 // observeEvents hands every agent event to the generation (device faults
-// decide a trial) and then to next.
-func observeEvents(g *supervisor.Generation, next func(agent.Event)) func(agent.Event) {
+// decide a trial), to the deliveries and then to next.
+func observeEvents(g *supervisor.Generation, sent *deliveries, next func(agent.Event)) func(agent.Event) {
 	return func(ev agent.Event) {
 		g.Observe(ev)
+		sent.observe(ev)
 		if next != nil {
 			next(ev)
+		}
+	}
+}
+
+// deliveries follows the IN_PROGRESS statuses the Jobs service accepted
+// (the agent's job_sent events), so the reboot job can wait for its
+// "rebooting" note to be in the cloud before the machine goes down.
+type deliveries struct {
+	mu      sync.Mutex
+	sent    map[string]string // job → statusDetails of its last IN_PROGRESS accepted
+	changed chan struct{}     // closed at each change of sent
+}
+
+func newDeliveries() *deliveries {
+	return &deliveries{sent: map[string]string{}, changed: make(chan struct{})}
+}
+
+func (d *deliveries) observe(ev agent.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case ev.Kind == agent.EventJobSent && ev.Status == string(jobrun.InProgress):
+		v, _ := ev.Value.(map[string]string)
+		d.sent[ev.Key] = jobrun.Details(v).String()
+	case ev.Kind == agent.EventJobFinished:
+		delete(d.sent, ev.Key)
+	default:
+		return
+	}
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// wait returns once the service accepted an IN_PROGRESS of job with
+// statusDetails want, or ctx's cause.
+func (d *deliveries) wait(ctx context.Context, job string, want jobrun.Details) error {
+	w := want.Clean().String()
+	for {
+		d.mu.Lock()
+		ok, ch := d.sent[job] == w, d.changed
+		d.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-ch:
 		}
 	}
 }

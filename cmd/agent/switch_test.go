@@ -448,10 +448,13 @@ func TestApplyConfigJobKilledDuringVerification(t *testing.T) {
 }
 
 // fakeBoot is the machine under a reboot job: its boot id, and a reboot
-// command that only records that it ran (the test power-cycles).
+// command that only records that it ran and what the cloud knew of the job
+// at that moment (the test power-cycles).
 type fakeBoot struct {
-	id  atomic.Value // string
-	ran chan []string
+	id    atomic.Value // string
+	ran   chan []string
+	cloud func() map[string]string // the execution's statusDetails in the service
+	seen  map[string]string
 }
 
 func newFakeBoot() *fakeBoot {
@@ -464,6 +467,9 @@ func (b *fakeBoot) options(timeout time.Duration) jobrun.RebootOptions {
 	return jobrun.RebootOptions{Command: []string{"fake-reboot"}, Timeout: timeout,
 		BootID: func() (string, error) { return b.id.Load().(string), nil },
 		Exec: func(_ context.Context, argv []string) ([]byte, error) {
+			if b.cloud != nil {
+				b.seen = b.cloud()
+			}
 			b.ran <- argv
 			return nil, nil
 		}}
@@ -477,6 +483,15 @@ func TestRebootJobSucceedsAfterTheRestart(t *testing.T) {
 	d := w.startDaemon()
 	d.logs.waitFor(t, "running jobs")
 
+	boot.cloud = func() map[string]string {
+		ctx, cancel := context.WithTimeout(context.Background(), runWait)
+		defer cancel()
+		r, err := w.app.mgr.Describe(ctx, jobs.DescribeRequest{JobID: "reboot-1", ThingName: "d1"})
+		if err != nil || r.Execution == nil {
+			return nil
+		}
+		return r.Execution.StatusDetails
+	}
 	w.app.create(t, "reboot-1", map[string]any{"type": "reboot"})
 	select {
 	case argv := <-boot.ran:
@@ -485,6 +500,10 @@ func TestRebootJobSucceedsAfterTheRestart(t *testing.T) {
 		}
 	case <-time.After(runWait):
 		t.Fatalf("the reboot command did not run\n%s", d.logs)
+	}
+	// The service knew of the reboot request before the command ran.
+	if boot.seen["phase"] != "rebooting" || boot.seen["boot_id"] != "boot-1" {
+		t.Fatalf("statusDetails in the cloud when the command ran: %v", boot.seen)
 	}
 	// The machine goes down and comes back with a new boot id.
 	w.stopDaemon()
