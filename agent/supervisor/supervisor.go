@@ -1,10 +1,11 @@
 // Package supervisor runs the agent from its configuration file, one
 // generation after another, and switches it to a new file on request (the
-// apply-config job): the old file is kept as a backup, the new one written
-// atomically, and an agent started on it. That agent must converge with the
-// cloud (first get and report of every shadow) with every device opened
-// within the verify timeout; otherwise it is stopped, the backup put back,
-// and an agent started on the old file again.
+// apply-config job): the old file is kept as a backup and the new one
+// written atomically. A change the running agent's live reload takes is
+// done there; otherwise an agent is started on the new file, and it must
+// converge with the cloud (first get and report of every shadow) with every
+// device opened within the verify timeout, or it is stopped, the backup put
+// back, and an agent started on the old file again.
 //
 // Every step is recorded in a file next to the configuration (RecordPath)
 // before it is taken, so a crash or kill at any moment ends, at the next
