@@ -49,10 +49,13 @@ type RebootOptions struct {
 	Delivered func(ctx context.Context, job string, d Details) error
 }
 
-// Progress notes the reboot type leaves itself (statusDetails of the
-// IN_PROGRESS update persisted before the command runs).
+// Progress notes the reboot type leaves itself (statusDetails of its
+// IN_PROGRESS updates): "requested" is sent and confirmed first, then
+// "rebooting" is persisted right before the command runs, so a restart
+// tells a command that ran from one that never did.
 const (
-	rebootPhase       = "rebooting"
+	phaseRequested    = "requested"
+	phaseRebooting    = "rebooting"
 	detailPhase       = "phase"
 	detailBootID      = "boot_id"
 	detailRequestedAt = "requested_at"
@@ -60,8 +63,8 @@ const (
 
 // Reboot returns the reboot handler. Its document is {"type": "reboot"}.
 //
-// Run records "rebooting" with the current boot id and time in an
-// IN_PROGRESS update, persisted and (with Delivered) accepted by the
+// Run records the request ("requested", the current boot id and time) in
+// an IN_PROGRESS update, persisted and (with Delivered) accepted by the
 // service before the command runs. After the restart the runner resumes
 // the job: a new boot id is SUCCEEDED; the same boot id once Timeout has
 // passed since the request is FAILED "reboot did not happen" (so is an
@@ -120,14 +123,19 @@ func (j *rebootJob) Run(ctx context.Context, x *Exec) (Details, error) {
 		return nil, fmt.Errorf("%w; not rebooting (success could not be told from a failed reboot)", err)
 	}
 	at := x.Clock.Now().UTC()
-	note := Details{detailPhase: rebootPhase, detailBootID: id, detailRequestedAt: at.Format(time.RFC3339Nano)}
-	if err := x.Progress(ctx, note); err != nil {
+	note := func(phase string) Details {
+		return Details{detailPhase: phase, detailBootID: id, detailRequestedAt: at.Format(time.RFC3339Nano)}
+	}
+	if err := x.Progress(ctx, note(phaseRequested)); err != nil {
 		return nil, fmt.Errorf("cannot persist the reboot request (%w); not rebooting", err)
 	}
 	if j.o.Delivered != nil {
-		if err := j.o.Delivered(ctx, x.JobID, note); err != nil {
+		if err := j.o.Delivered(ctx, x.JobID, note(phaseRequested)); err != nil {
 			return nil, fmt.Errorf("the service did not confirm the reboot request (%w); not rebooting", err)
 		}
+	}
+	if err := x.Progress(ctx, note(phaseRebooting)); err != nil {
+		return nil, fmt.Errorf("cannot persist the reboot (%w); not rebooting", err)
 	}
 	x.Log.Info("rebooting", "command", strings.Join(j.o.Command, " "), "boot_id", id)
 	out, err := j.o.Exec(ctx, j.o.Command)
@@ -149,8 +157,8 @@ func (j *rebootJob) Run(ctx context.Context, x *Exec) (Details, error) {
 // Resume decides after a restart: a new boot id is success; the same one is
 // a failure once the timeout has passed since the request.
 func (j *rebootJob) Resume(ctx context.Context, x *Exec, last Details) (Details, error) {
-	if last[detailPhase] != rebootPhase || last[detailBootID] == "" {
-		// Stopped before the request was recorded: the command never ran.
+	if last[detailPhase] != phaseRebooting || last[detailBootID] == "" {
+		// Stopped before the command: it never ran.
 		x.Resumed = false
 		return j.Run(ctx, x)
 	}
@@ -173,7 +181,7 @@ func (j *rebootJob) await(ctx context.Context, x *Exec, before string, at time.T
 	}
 	if left := at.Add(j.o.Timeout).Sub(x.Clock.Now()); left > 0 {
 		// The timeout may outlast the step timeout between two Progress calls.
-		note := Details{detailPhase: rebootPhase, detailBootID: before, detailRequestedAt: at.Format(time.RFC3339Nano)}
+		note := Details{detailPhase: phaseRebooting, detailBootID: before, detailRequestedAt: at.Format(time.RFC3339Nano)}
 		stop := x.KeepAlive(ctx, func() Details { return note })
 		err := x.Sleep(ctx, left)
 		stop()

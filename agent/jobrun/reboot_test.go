@@ -76,8 +76,8 @@ func TestRebootRecordsBeforeCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if atCommand != 1 || (*progress)[0]["phase"] != "rebooting" || (*progress)[0]["boot_id"] != "boot-1" ||
-		(*progress)[0]["requested_at"] != "2026-11-26T10:00:00Z" {
+	if atCommand != 2 || (*progress)[0]["phase"] != "requested" || (*progress)[1]["phase"] != "rebooting" ||
+		(*progress)[0]["boot_id"] != "boot-1" || (*progress)[0]["requested_at"] != "2026-11-26T10:00:00Z" {
 		t.Fatalf("progress before the command: %d %v", atCommand, *progress)
 	}
 	if strings.Join(m.calls[0], " ") != "systemctl reboot" {
@@ -146,6 +146,8 @@ func TestRebootResume(t *testing.T) {
 		{name: "same boot after the timeout", boot: "boot-1", now: time.Date(2026, 11, 26, 10, 6, 0, 0, time.UTC), last: requested,
 			err: "reboot did not happen: the boot id is still boot-1 5m0s after the reboot was requested"},
 		{name: "stopped before the request", boot: "boot-1", now: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), last: nil, calls: 1},
+		{name: "stopped before the command", boot: "boot-1", now: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), calls: 1,
+			last: Details{"phase": "requested", "boot_id": "boot-1", "requested_at": "2026-11-26T10:00:00Z"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := fake.NewFakeClock(tc.now)
@@ -195,7 +197,7 @@ func TestRebootWaitsForDelivery(t *testing.T) {
 		}})
 		x, _, _ := testExec(clk, false)
 		_, err := rebootJobFor(t, h).Run(context.Background(), x)
-		if got["phase"] != "rebooting" || got["boot_id"] != "boot-1" {
+		if got["phase"] != "requested" || got["boot_id"] != "boot-1" {
 			t.Fatalf("delivery awaited for %v", got)
 		}
 		if confirm && (err != nil || len(m.calls) != 1) {

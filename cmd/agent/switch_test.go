@@ -502,7 +502,7 @@ func TestRebootJobSucceedsAfterTheRestart(t *testing.T) {
 		t.Fatalf("the reboot command did not run\n%s", d.logs)
 	}
 	// The service knew of the reboot request before the command ran.
-	if boot.seen["phase"] != "rebooting" || boot.seen["boot_id"] != "boot-1" {
+	if boot.seen["phase"] != "requested" || boot.seen["boot_id"] != "boot-1" {
 		t.Fatalf("statusDetails in the cloud when the command ran: %v", boot.seen)
 	}
 	// The machine goes down and comes back with a new boot id.
