@@ -286,6 +286,25 @@ func TestApplyConfigJobSwitchesTheAgent(t *testing.T) {
 	}
 }
 
+// A new state directory: the job's execution is not in the new agent's
+// jobs.json, so it comes back from start-next and still gets its outcome.
+func TestApplyConfigJobMovesTheStateDir(t *testing.T) {
+	w := newSwitchWorld(t)
+	old := w.config("", w.port)
+	w.writeConfig(old)
+	d := w.startDaemon()
+	d.logs.waitFor(t, "running jobs")
+
+	next := strings.Replace(old, "state_dir: "+w.state, "state_dir: "+w.state+"-2", 1)
+	w.app.create(t, "cfg-1", applyDoc(next))
+	if x := w.app.wait(t, "cfg-1", d); x.Status != "SUCCEEDED" {
+		t.Fatalf("execution %s %v\n%s", x.Status, x.StatusDetails, d.logs)
+	}
+	if _, err := os.Stat(filepath.Join(w.state+"-2", "jobs.json")); err != nil {
+		t.Fatalf("the new agent does not keep its jobs in the new state directory: %v", err)
+	}
+}
+
 // A change the live reload takes (a key renamed, same devices) is applied
 // without restarting the agent.
 func TestApplyConfigJobByLiveReload(t *testing.T) {
