@@ -16,11 +16,18 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultMaxDownload is the largest download when the configuration sets
 // no limit.
 const DefaultMaxDownload = 100 << 20
+
+// Default and largest time a download may take (its "timeout").
+const (
+	DefaultDownloadTimeout = 10 * time.Minute
+	MaxDownloadTimeout     = 24 * time.Hour
+)
 
 // DownloadOptions configure the "download-file" job type.
 type DownloadOptions struct {
@@ -40,15 +47,16 @@ type DownloadOptions struct {
 // Download is the "download-file" job type:
 //
 //	{"type": "download-file", "url": "https://example.com/fw.bin", "name": "fw.bin",
-//	 "sha256": "<64 hex digits>", "max_size": 1048576}
+//	 "sha256": "<64 hex digits>", "max_size": 1048576, "timeout": "10m"}
 //
 // The file is fetched (https; http only to a loopback host unless allowed
 // by the configuration, also after redirects) into a temporary file in the
 // configured directory, its size bounded by max_size (at most the
 // configured limit) and its SHA-256 checked, then fsynced and renamed to
 // name (a plain file name inside the directory, replacing an older file).
-// A wrong checksum, a size over the limit or any error is FAILED and leaves
-// nothing behind.
+// timeout bounds the whole transfer (default 10m, at most 24h; the step
+// timer is kept alive meanwhile). A wrong checksum, a size over the limit,
+// the timeout or any error is FAILED and leaves nothing behind.
 type Download struct{ Opts DownloadOptions }
 
 type downloadDoc struct {
@@ -57,12 +65,13 @@ type downloadDoc struct {
 	Name    string `json:"name"`
 	SHA256  string `json:"sha256"`
 	MaxSize any    `json:"max_size"`
+	Timeout string `json:"timeout"`
 }
 
 // Check validates a download-file document.
 func (dl Download) Check(doc json.RawMessage) (Job, error) {
 	var d downloadDoc
-	if err := decodeStrict(doc, &d, "download-file", "type, url, name, sha256, max_size"); err != nil {
+	if err := decodeStrict(doc, &d, "download-file", "type, url, name, sha256, max_size, timeout"); err != nil {
 		return nil, err
 	}
 	if d.URL == "" {
@@ -94,8 +103,29 @@ func (dl Download) Check(doc json.RawMessage) (Job, error) {
 		}
 		limit = n
 	}
+	to, err := duration("timeout", d.Timeout, DefaultDownloadTimeout, time.Second, MaxDownloadTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("download-file: %w", err)
+	}
 	return JobFunc(func(ctx context.Context, x *Exec) (Details, error) {
-		return dl.fetch(ctx, x, u, d.Name, want, limit)
+		// The whole transfer is bounded on the agent's clock: the keep-alive
+		// holds the step open, so a stalled server must not hold it for ever.
+		tctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		tc, stop := x.Clock.NewTimer(to)
+		defer stop()
+		go func() {
+			select {
+			case <-tc:
+				cancel(fmt.Errorf("%w: timed out after %s", ErrDownload, to))
+			case <-tctx.Done():
+			}
+		}()
+		det, err := dl.fetch(tctx, x, u, d.Name, want, limit)
+		if err != nil && ctx.Err() == nil && tctx.Err() != nil {
+			err = context.Cause(tctx)
+		}
+		return det, err
 	}), nil
 }
 

@@ -66,6 +66,7 @@ func TestCheckRejectsBadDocuments(t *testing.T) {
 		{dl, `{"type":"download-file","url":"https://e.com/f","name":"f","sha256":"abc"}`, "want 64 hex digits"},
 		{dl, `{"type":"download-file","url":"https://e.com/f","name":"f","sha256":"` + sum + `","max_size":1001}`, "configured limit"},
 		{dl, `{"type":"download-file","name":"f","sha256":"` + sum + `"}`, `"url" is missing`},
+		{dl, `{"type":"download-file","url":"https://e.com/f","name":"f","sha256":"` + sum + `","timeout":"25h"}`, "want 1s to 24h0m0s"},
 	}
 	for _, c := range cases {
 		_, err := c.h.Check(json.RawMessage(c.doc))
@@ -308,6 +309,34 @@ func TestDownload(t *testing.T) {
 		if !errors.Is(err, ErrDownload) && !errors.Is(err, ErrInvalid) || err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.doc, err, c.want)
 		}
+	}
+	// A server that stalls mid-transfer: the job's timeout ends it.
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer stall.Close()
+	clk := fake.NewFakeClock(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	x := execFor(t, clock{clk})
+	done := make(chan error, 1)
+	go func() {
+		_, err := runDoc(t, dl, x, fmt.Sprintf(`{"type":"download-file","url":"%s/fw","name":"stalled.bin","sha256":"%s","timeout":"20s"}`, stall.URL, bad))
+		done <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := clk.BlockUntil(ctx, 2); err != nil { // the timeout and the keep-alive
+		t.Fatal(err)
+	}
+	clk.Advance(20 * time.Second)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrDownload) || !strings.Contains(err.Error(), "timed out after 20s") {
+			t.Errorf("stalled download: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("a stalled download was not stopped at its timeout")
 	}
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 1 || ents[0].Name() != "fw.bin" {
