@@ -55,6 +55,43 @@ type Record struct {
 	Ended         time.Time     `json:"ended,omitzero"`
 	// Reason says why the switch was rolled back.
 	Reason string `json:"reason,omitempty"`
+	// Earlier are the switches before this one (newest first, at most
+	// maxEarlier, all final): a job resumed late (from a state directory
+	// used again) gets its outcome instead of being applied a second time.
+	Earlier []Record `json:"earlier,omitempty"`
+}
+
+// maxEarlier bounds Record.Earlier.
+const maxEarlier = 16
+
+// find returns the switch of job: r itself or one of the earlier ones.
+func (r *Record) find(job string) (Record, bool) {
+	if r == nil {
+		return Record{}, false
+	}
+	if r.Job == job {
+		return *r, true
+	}
+	for _, e := range r.Earlier {
+		if e.Job == job {
+			return e, true
+		}
+	}
+	return Record{}, false
+}
+
+// history returns r and its earlier switches as the Earlier of the next.
+func (r *Record) history() []Record {
+	if r == nil {
+		return nil
+	}
+	top := *r
+	top.Earlier = nil
+	out := append([]Record{top}, r.Earlier...)
+	if len(out) > maxEarlier {
+		out = out[:maxEarlier]
+	}
+	return out
 }
 
 // BackupPath is where the configuration at path is kept while a new one is

@@ -214,9 +214,10 @@ type Request struct {
 // Apply prepares a switch and asks the running generation to stop: the
 // current file is copied to BackupPath, the record written, the new file
 // written in place. It returns once that is done; the outcome comes from
-// Outcome. Calling it again for the job whose switch is recorded does
-// nothing (a job resumed after the restart it caused). The data must have
-// passed Validate.
+// Outcome. Calling it again for a job whose switch is recorded (the last or
+// one of the Earlier) does nothing: a job resumed after the restart it
+// caused, or late, is never applied twice. The data must have passed
+// Validate.
 func (s *Supervisor) Apply(ctx context.Context, req Request) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -272,8 +273,8 @@ func (s *Supervisor) reload(job string) bool {
 func (s *Supervisor) prepare(req Request) (done bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rec != nil && s.rec.Job == req.Job {
-		return true, nil
+	if _, ok := s.rec.find(req.Job); ok {
+		return true, nil // resumed: the switch is recorded (and maybe over)
 	}
 	if s.rec != nil && !s.rec.Phase.Final() {
 		return false, fmt.Errorf("%w (job %s, since %s)", ErrBusy, s.rec.Job, s.rec.Started.Format(time.RFC3339))
@@ -291,7 +292,7 @@ func (s *Supervisor) prepare(req Request) (done bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("reading the configuration in force %s: %w", path, err)
 	}
-	rec := Record{Job: req.Job, Phase: PhaseVerifying, Config: path, Backup: BackupPath(s.o.Path),
+	rec := Record{Job: req.Job, Phase: PhaseVerifying, Config: path, Backup: BackupPath(s.o.Path), Earlier: s.rec.history(),
 		VerifyTimeout: req.VerifyTimeout, Started: s.o.Clock.Now().UTC()}
 	mode := modeOf(path, 0o640)
 	if err := writeAtomic(rec.Backup, cur, mode); err != nil {
@@ -314,18 +315,20 @@ func (s *Supervisor) prepare(req Request) (done bool, err error) {
 
 // Outcome waits until the switch recorded for job is final and returns its
 // record (PhaseApplied, or PhaseRolledBack with the Reason). It returns an
-// error wrapping ErrNoSwitch when the last switch recorded is not job's,
-// and ctx's cause when ctx ends first.
+// error wrapping ErrNoSwitch when no switch of job is recorded (neither the
+// last nor an earlier one), and ctx's cause when ctx ends first.
 func (s *Supervisor) Outcome(ctx context.Context, job string) (Record, error) {
 	for {
 		s.mu.Lock()
-		rec, ch := s.rec, s.changed
+		rec, found := s.rec.find(job)
+		ch := s.changed
 		s.mu.Unlock()
-		if rec == nil || rec.Job != job {
+		if !found {
 			return Record{}, fmt.Errorf("%w: %s", ErrNoSwitch, job)
 		}
 		if rec.Phase.Final() {
-			return *rec, nil
+			rec.Earlier = nil
+			return rec, nil
 		}
 		select {
 		case <-ctx.Done():

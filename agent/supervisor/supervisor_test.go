@@ -379,3 +379,34 @@ func TestSymlinkedConfigKeepsItsLink(t *testing.T) {
 		t.Fatalf("the rollback replaced the link: %v", err)
 	}
 }
+
+// A job resumed late (a state directory used again) gets the outcome of its
+// earlier switch and is not applied a second time, also after a restart.
+func TestEarlierSwitchIsNotAppliedAgain(t *testing.T) {
+	h := start(t, "good")
+	h.gen()
+	h.apply("j1", "good2")
+	h.gen()
+	h.outcome("j1")
+	h.apply("j2", "good3")
+	h.gen()
+	h.outcome("j2")
+	h.stop()
+	<-h.done
+	h.done <- nil
+
+	h2 := startAt(t, h.path)
+	h2.gen()
+	if err := h2.sup.Apply(context.Background(), Request{Job: "j1", Data: []byte(cfgText("good2"))}); err != nil {
+		t.Fatal(err)
+	}
+	if h2.file() != cfgText("good3") {
+		t.Fatalf("a late j1 was applied again:\n%s", h2.file())
+	}
+	if r := h2.outcome("j1"); r.Phase != PhaseApplied || r.Job != "j1" || len(r.Earlier) != 0 {
+		t.Fatalf("outcome of j1: %+v", r)
+	}
+	if _, err := h2.sup.Outcome(context.Background(), "j0"); !errors.Is(err, ErrNoSwitch) {
+		t.Fatalf("Outcome of an unknown job: %v", err)
+	}
+}
