@@ -61,3 +61,19 @@ func TestRebootJobRebootsTheSimulatedDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestJobStepNeedsAJobsSection(t *testing.T) {
+	sc, err := ParseScenario("s.yaml", []byte("- {at: 1s, job: {type: pulse, key: status_led, value: true}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := simConfig(t)
+	if err := sc.Check(cfg); err != nil {
+		t.Fatalf("with jobs: %v", err)
+	}
+	cfg.Jobs = nil
+	err = sc.Check(cfg)
+	if err == nil || !strings.Contains(err.Error(), "s.yaml:1:3: job: configs/sim.yaml has no enabled jobs: section") {
+		t.Fatalf("without jobs: %v", err)
+	}
+}

@@ -446,9 +446,9 @@ func (p *parser) duration(n *yaml.Node, key string) (time.Duration, bool) {
 	return d, true
 }
 
-// Check verifies the devices the scenario names against cfg: a pressed
-// device must be an input (button, switch, pir), a failing one must be on
-// an I2C bus. It returns every problem as config.Errors.
+// Check verifies the scenario against cfg: a pressed device must be an
+// input (button, switch, pir), a failing one must be on an I2C bus, a job
+// needs a jobs: section. It returns every problem as config.Errors.
 func (s *Scenario) Check(cfg *config.Config) error {
 	var errs config.Errors
 	ids := make([]string, 0, len(cfg.Devices))
@@ -458,6 +458,10 @@ func (s *Scenario) Check(cfg *config.Config) error {
 		byID[d.ID] = d
 	}
 	for _, st := range s.Steps {
+		if st.Kind == StepJob && (cfg.Jobs == nil || !cfg.Jobs.Enabled) {
+			errs = append(errs, config.Problem{Pos: st.Pos, Msg: fmt.Sprintf("job: %s has no enabled jobs: section, so the agent would never take the job; add jobs: {} to it", cfg.Files[0])})
+			continue
+		}
 		if st.Kind != StepPress && st.Kind != StepFault {
 			continue
 		}
