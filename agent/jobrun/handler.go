@@ -123,6 +123,18 @@ type Exec struct {
 	mu       sync.Mutex
 	deadline time.Time
 	progress func(ctx context.Context, d Details) error
+	waitSent func(ctx context.Context) error
+}
+
+// Delivered waits until the service has accepted every status of this
+// execution sent so far (after Progress: that the cloud knows it), for a job
+// about to do something it cannot take back (a reboot). It returns an error
+// wrapping ErrCanceled when the service refused one, or ctx's cause.
+func (x *Exec) Delivered(ctx context.Context) error {
+	if x.waitSent == nil {
+		return nil
+	}
+	return x.waitSent(ctx)
 }
 
 // Progress sends an IN_PROGRESS update with statusDetails d (persisted

@@ -84,8 +84,10 @@ type Runner struct {
 	st      stateDoc
 	kick    chan struct{} // something was added to the outbox
 	running bool
-	now     *JobStatus // the execution being run
-	last    *JobStatus // the last one that ended on the device
+	now     *JobStatus       // the execution being run
+	last    *JobStatus       // the last one that ended on the device
+	sent    chan struct{}    // closed and replaced when the outbox shrinks
+	refused map[string]error // executions whose update the service refused
 }
 
 // JobStatus describes an execution for Snapshot.
@@ -168,7 +170,7 @@ func New(src Source, opts Options) (*Runner, error) {
 		opts.RequestTimeout = 15 * time.Second
 	}
 	return &Runner{src: src, opts: opts, log: opts.Log, clock: opts.Clock, types: map[string]Handler{},
-		kick: make(chan struct{}, 1)}, nil
+		kick: make(chan struct{}, 1), sent: make(chan struct{}), refused: map[string]error{}}, nil
 }
 
 // Register adds job type name. It fails for an empty or duplicate name, or
@@ -338,6 +340,36 @@ func (r *Runner) checkCancelled(ctx context.Context, cur *active) {
 	cur.cancel(fmt.Errorf("%w (%s)", ErrCanceled, st))
 }
 
+// waitSent blocks until no status of job id is waiting to be sent: nil
+// once the service accepted them, an error wrapping ErrCanceled when it
+// refused one, ctx's cause when ctx ends first.
+func (r *Runner) waitSent(ctx context.Context, id string) error {
+	for {
+		r.mu.Lock()
+		if err, ok := r.refused[id]; ok {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: %v", ErrCanceled, err)
+		}
+		pending := false
+		for _, u := range r.st.Outbox {
+			if u.JobID == id {
+				pending = true
+				break
+			}
+		}
+		ch := r.sent
+		r.mu.Unlock()
+		if !pending {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
 // leave stops the running execution (if any) because the agent stops: it
 // stays IN_PROGRESS on disk, for the next start to resume or fail.
 func (r *Runner) leave(ctx context.Context, cur *active, o *outcome) {
@@ -469,6 +501,7 @@ func (r *Runner) run(ctx context.Context, c current, job Job, resumed bool, last
 	x := &Exec{JobID: c.JobID, ExecutionNumber: c.ExecutionNumber, Document: c.Document, Host: r.opts.Host,
 		Log: r.log.With("job", c.JobID, "type", c.Type), Clock: r.clock, Resumed: resumed,
 		deadline: r.clock.Now().Add(r.opts.StepTimeout)}
+	x.waitSent = func(wctx context.Context) error { return r.waitSent(wctx, c.JobID) }
 	x.progress = func(pctx context.Context, d Details) error {
 		d = d.Clean()
 		delete(d, "reason")
@@ -593,6 +626,11 @@ func (r *Runner) flush(ctx context.Context, cur *active) bool {
 				r.log.Error("cannot persist the jobs outbox", "err", err)
 			}
 		}
+		if refused {
+			r.refused[u.JobID] = err
+		}
+		close(r.sent)
+		r.sent = make(chan struct{})
 		r.mu.Unlock()
 		if refused {
 			r.log.Warn("job status refused by the service; dropped", "job", u.JobID, "status", u.Status, "err", err)

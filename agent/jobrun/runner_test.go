@@ -27,6 +27,7 @@ type fakeSource struct {
 	execs     []*fakeExec
 	updates   []Update
 	offline   bool
+	noUpdates bool // updates fail (start-next works)
 	startNext int
 	next      chan struct{}
 	changed   chan struct{}
@@ -107,7 +108,7 @@ func (s *fakeSource) StartNext(ctx context.Context, step time.Duration) (*Execut
 func (s *fakeSource) Update(ctx context.Context, u Update) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.offline {
+	if s.offline || s.noUpdates {
 		return errors.New("offline")
 	}
 	for _, e := range s.execs {
@@ -576,5 +577,44 @@ func TestUnsentStatusSentAfterRestart(t *testing.T) {
 	defer src.mu.Unlock()
 	if len(src.updates) != 2 || src.updates[0].JobID != "job1" || src.updates[0].Status != Failed || src.updates[0].Details["reason"] != ReasonRestarted {
 		t.Errorf("updates after the restart: %+v; want job1's FAILED first", src.updates)
+	}
+}
+
+// Delivered returns once the service has the progress, and not before.
+func TestDelivered(t *testing.T) {
+	src := newFakeSource(`{"type":"careful"}`)
+	src.noUpdates = true
+	delivered := make(chan error, 1)
+	careful := HandlerFunc(func(doc json.RawMessage) (Job, error) {
+		return JobFunc(func(ctx context.Context, x *Exec) (Details, error) {
+			if err := x.Progress(ctx, Details{"phase": "requested"}); err != nil {
+				return nil, err
+			}
+			err := x.Delivered(ctx)
+			delivered <- err
+			return nil, err
+		}), nil
+	})
+	h := newHarness(t, src, filepath.Join(t.TempDir(), StateFile), map[string]Handler{"careful": careful})
+	h.event("send failed", func(e Event) bool { return e.Kind == EventError && e.Status == InProgress })
+	select {
+	case err := <-delivered:
+		t.Fatalf("Delivered returned %v while the update was not accepted", err)
+	default:
+	}
+	src.mu.Lock()
+	src.noUpdates = false
+	src.mu.Unlock()
+	src.signal()
+	select {
+	case err := <-delivered:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := src.final("job1"); u.Status != InProgress || u.Details["phase"] != "requested" {
+			t.Errorf("the service had %+v when Delivered returned", u)
+		}
+	case <-time.After(wait):
+		t.Fatal("Delivered did not return once online")
 	}
 }
