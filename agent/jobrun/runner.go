@@ -519,6 +519,7 @@ func (r *Runner) run(ctx context.Context, c current, job Job, resumed bool, last
 	a := &active{x: x, typ: c.Type, cancel: cancel, done: make(chan outcome, 1)}
 	r.mu.Lock()
 	r.now = &JobStatus{JobID: c.JobID, Type: c.Type, Status: InProgress, Since: r.clock.Now(), Resumed: resumed}
+	r.refused = map[string]error{} // only the running execution asks (Delivered)
 	r.mu.Unlock()
 	r.emit(Event{Kind: EventStarted, JobID: c.JobID, Type: c.Type, Status: InProgress, Resumed: resumed})
 	r.log.Info("job started", "job", c.JobID, "type", c.Type, "resumed", resumed)
