@@ -26,7 +26,8 @@ type Jobs struct {
 	// Downloads configures the download-file job type; Dir "" turns it off.
 	Downloads JobDownloads
 	// ApplyConfig and Reboot configure the apply-config and reboot types
-	// (wired by `agent run`; zero values mean the types' defaults).
+	// (wired by `agent run`), each on only when its key is present
+	// (`apply_config: {}` takes the defaults).
 	ApplyConfig JobApplyConfig
 	Reboot      JobReboot
 	// Pos is where the section starts.
@@ -57,6 +58,9 @@ type JobDownloads struct {
 
 // JobApplyConfig configures apply-config.
 type JobApplyConfig struct {
+	// Enabled is true when the section has an apply_config key: a job that
+	// replaces the configuration is never on by default.
+	Enabled bool
 	// VerifyTimeout bounds the new configuration's convergence (0: the
 	// type's default).
 	VerifyTimeout time.Duration
@@ -64,6 +68,9 @@ type JobApplyConfig struct {
 
 // JobReboot configures reboot.
 type JobReboot struct {
+	// Enabled is true when the section has a reboot key: a job that
+	// reboots the device is never on by default.
+	Enabled bool
 	// Command is the reboot command as argv (nil: the type's default,
 	// systemctl reboot).
 	Command []string
@@ -134,6 +141,7 @@ func (fp fileParser) jobs(s src) *Jobs {
 				}
 			}
 		case "apply_config":
+			j.ApplyConfig.Enabled = true
 			for _, a := range fp.pairs(p.val, "jobs apply_config", []string{"verify_timeout"}) {
 				if d, ok := fp.duration(a.val, "jobs apply_config verify_timeout"); ok {
 					if d < time.Second || d > time.Hour {
@@ -144,6 +152,7 @@ func (fp fileParser) jobs(s src) *Jobs {
 				}
 			}
 		case "reboot":
+			j.Reboot.Enabled = true
 			for _, r := range fp.pairs(p.val, "jobs reboot", []string{"command", "timeout"}) {
 				switch r.name {
 				case "command":
@@ -253,7 +262,12 @@ func (j *Jobs) String() string {
 	if j.Downloads.Dir != "" {
 		types = append(types, "download-file")
 	}
-	types = append(types, "apply-config", "reboot") // wired by agent run
+	if j.ApplyConfig.Enabled {
+		types = append(types, "apply-config")
+	}
+	if j.Reboot.Enabled {
+		types = append(types, "reboot")
+	}
 	s := fmt.Sprintf("jobs: %s; step timeout %v", strings.Join(types, ", "), j.StepTimeout)
 	if j.Handlers.Dir != "" {
 		who := j.Handlers.User

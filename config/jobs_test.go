@@ -26,7 +26,7 @@ jobs:
 		Downloads: config.JobDownloads{Dir: "/var/lib/pinshadow/downloads", MaxSize: 10 << 20, AllowHTTP: true}}
 	got := *cfg.Jobs
 	got.Pos = config.Position{}
-	if got.ApplyConfig.VerifyTimeout != 2*time.Minute || strings.Join(got.Reboot.Command, " ") != "sudo /sbin/reboot" || got.Reboot.Timeout != 5*time.Minute {
+	if !got.ApplyConfig.Enabled || !got.Reboot.Enabled || got.ApplyConfig.VerifyTimeout != 2*time.Minute || strings.Join(got.Reboot.Command, " ") != "sudo /sbin/reboot" || got.Reboot.Timeout != 5*time.Minute {
 		t.Errorf("apply_config/reboot: %+v %+v", got.ApplyConfig, got.Reboot)
 	}
 	got.ApplyConfig, got.Reboot = config.JobApplyConfig{}, config.JobReboot{}
@@ -44,6 +44,10 @@ jobs:
 	}
 	if j := cfg.Jobs; !j.Enabled || j.StepTimeout != config.DefaultStepTimeout || j.Handlers.Dir != "" || j.Downloads.MaxSize != config.DefaultMaxDownload {
 		t.Errorf("defaults %+v", j)
+	}
+	// The two types that hand over the whole device are off unless named.
+	if j := cfg.Jobs; j.ApplyConfig.Enabled || j.Reboot.Enabled || j.String() != "jobs: set-desired, pulse; step timeout 10m0s" {
+		t.Errorf("jobs: {} enables %q (apply_config %v, reboot %v); want only set-desired and pulse", j.String(), j.ApplyConfig.Enabled, j.Reboot.Enabled)
 	}
 	cfg, err = parse(t, files{"main.yaml": head + "shadows: []\n"}, nil)
 	if err != nil || cfg.Jobs != nil || cfg.Jobs.String() != "jobs: off" {

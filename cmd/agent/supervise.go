@@ -69,18 +69,26 @@ func superviseAgent(ctx context.Context, e *env, o runOptions, log *slog.Logger)
 
 // systemJobTypes adds the job types only `agent run` offers to extra:
 // apply-config (it needs the supervisor) and reboot, configured from the
-// jobs: section (runOptions.reboot overrides what it sets).
+// jobs: section (runOptions.reboot overrides what it sets). Each is
+// offered only when its key is in the section: either one hands whoever can
+// create jobs the whole device.
 func systemJobTypes(o runOptions, cfg *config.Config, sent *deliveries, extra map[string]jobrun.Handler) map[string]jobrun.Handler {
 	if cfg.Jobs == nil || !cfg.Jobs.Enabled {
 		return extra
 	}
 	t := map[string]jobrun.Handler{}
-	if o.configSwitch != nil {
+	if o.configSwitch != nil && cfg.Jobs.ApplyConfig.Enabled {
 		verify := cfg.Jobs.ApplyConfig.VerifyTimeout
 		if verify == 0 {
 			verify = supervisor.DefaultVerifyTimeout // also the most a job document may ask for
 		}
 		t[jobrun.TypeApplyConfig] = jobrun.ApplyConfig(jobrun.ApplyConfigOptions{Switch: o.configSwitch, VerifyTimeout: verify})
+	}
+	if !cfg.Jobs.Reboot.Enabled {
+		for k, h := range extra {
+			t[k] = h
+		}
+		return t
 	}
 	ro := o.reboot
 	if len(ro.Command) == 0 {

@@ -44,7 +44,7 @@ devices:
 %[3]sshadows:
   - desired:
       heater: {device: heater, boot: false}
-%[4]sjobs: {}
+%[4]sjobs: {apply_config: {}, reboot: {}}
 `
 
 const (
@@ -341,7 +341,7 @@ func TestApplyConfigJobByLiveReload(t *testing.T) {
 func TestApplyConfigJobWithoutShadows(t *testing.T) {
 	w := newSwitchWorld(t)
 	old := fmt.Sprintf("thing: d1\nboard: pi4b\nstate_dir: %s\nconnection:\n  endpoint: 127.0.0.1\n  port: %s\n  transport: tcp\n"+
-		"  backoff: {base: 20ms, max: 200ms, jitter: none}\nshadows: []\njobs: {}\n", w.state, w.port)
+		"  backoff: {base: 20ms, max: 200ms, jitter: none}\nshadows: []\njobs: {apply_config: {}, reboot: {}}\n", w.state, w.port)
 	w.writeConfig(old)
 	d := w.startDaemon()
 	d.logs.waitFor(t, "running jobs")
@@ -379,7 +379,7 @@ func TestApplyConfigJobInvalidConfigIsRejected(t *testing.T) {
 	// Valid, but the agent on it could not report the job.
 	for id, text := range map[string]string{
 		"other-thing": strings.Replace(old, "thing: d1", "thing: d2", 1),
-		"no-jobs":     strings.Replace(old, "jobs: {}", "", 1),
+		"no-jobs":     strings.Replace(old, "jobs: {apply_config: {}, reboot: {}}", "", 1),
 	} {
 		w.app.create(t, id, applyDoc(text))
 		x = w.app.wait(t, id, d)
