@@ -66,6 +66,8 @@ for t in "${targets[@]}"; do
   install -m 0644 packaging/99-pinshadow.rules "$R/lib/udev/rules.d/99-pinshadow.rules"
   install -m 0640 scripts/deb/agent.yaml "$R/etc/pinshadow/agent.yaml"
   [ -f README.md ] && install -m 0644 README.md "$R/usr/share/doc/pinshadow/README.md"
+  # Opt-in pieces for the apply-config and reboot jobs (README: jobs).
+  install -D -m 0644 -t "$R/usr/share/doc/pinshadow/examples" packaging/examples/jobs.conf packaging/examples/50-pinshadow-reboot.rules
   size=$(du -sk "$R" | cut -f1)
   cat > "$R/DEBIAN/control" <<CTL
 Package: pinshadow
@@ -116,7 +118,9 @@ for deb in "$DIST"/*.deb; do
   for want in "-rwxr-xr-x root/root .* ./usr/bin/pinshadow-agent" \
       "-rw-r--r-- root/root .* ./lib/systemd/system/pinshadow.service" \
       "-rw-r--r-- root/root .* ./lib/udev/rules.d/99-pinshadow.rules" \
-      "-rw-r----- root/root .* ./etc/pinshadow/agent.yaml"; do
+      "-rw-r----- root/root .* ./etc/pinshadow/agent.yaml" \
+      "-rw-r--r-- root/root .* ./usr/share/doc/pinshadow/examples/jobs.conf" \
+      "-rw-r--r-- root/root .* ./usr/share/doc/pinshadow/examples/50-pinshadow-reboot.rules"; do
     grep -q -- "$want" <<<"$contents" || fail "$deb: no '$want' in dpkg-deb --contents"
   done
   grep -q '^ExecStart=/usr/bin/pinshadow-agent run --config /etc/pinshadow/agent.yaml' "$X/lib/systemd/system/pinshadow.service" ||
