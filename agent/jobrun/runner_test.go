@@ -585,6 +585,10 @@ func TestDelivered(t *testing.T) {
 	src := newFakeSource(`{"type":"careful"}`)
 	src.noUpdates = true
 	delivered := make(chan error, 1)
+	// The job holds until the service's state has been checked: once it
+	// returns, SUCCEEDED would replace the IN_PROGRESS under test.
+	release := make(chan struct{})
+	defer close(release)
 	careful := HandlerFunc(func(doc json.RawMessage) (Job, error) {
 		return JobFunc(func(ctx context.Context, x *Exec) (Details, error) {
 			if err := x.Progress(ctx, Details{"phase": "requested"}); err != nil {
@@ -592,6 +596,10 @@ func TestDelivered(t *testing.T) {
 			}
 			err := x.Delivered(ctx)
 			delivered <- err
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
 			return nil, err
 		}), nil
 	})
