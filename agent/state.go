@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/pinshadow/pinshadow/internal/atomicfile"
 	"github.com/pinshadow/pinshadow/shadowsync/reconcile"
 )
 
@@ -58,40 +59,14 @@ func encodeState(st reconcile.State, thing string) ([]byte, error) {
 }
 
 // writeAtomic replaces path with b so that a crash at any moment leaves
-// either the old or the new content: temp file in the same directory, fsync,
-// rename, fsync of the directory.
+// either the old or the new content (internal/atomicfile).
 func writeAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("creating state directory %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".state-*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing state in %s: %w (is the directory writable by the agent's user, and the disk not full?)", dir, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing state file %s: %w (is the disk full or read-only?)", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing state file %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("replacing state file %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: some filesystems refuse fsync on directories
-		d.Close()
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("writing state file: %w (is the directory writable by the agent's user, and the disk not full?)", err)
 	}
 	return nil
 }

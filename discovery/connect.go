@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinshadow/pinshadow/internal/atomicfile"
 	"github.com/pinshadow/pinshadow/iot"
 )
 
@@ -189,24 +190,8 @@ func WriteGroupCA(dir string, c Candidate) (string, error) {
 		b.WriteString(strings.TrimSpace(pem))
 		b.WriteString("\n")
 	}
-	tmp, err := os.CreateTemp(dir, ".group-ca-*")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return "", fmt.Errorf("discovery: write group CA: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("discovery: write group CA %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("discovery: write group CA %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("discovery: write group CA %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("discovery: write group CA %s: %w", path, err)
 	}
 	return path, nil
 }

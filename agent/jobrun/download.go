@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/pinshadow/pinshadow/internal/atomicfile"
 )
 
 // DefaultMaxDownload is the largest download when the configuration sets
@@ -189,17 +191,12 @@ func (dl Download) fetch(ctx context.Context, x *Exec, u *url.URL, name string, 
 	if resp.ContentLength > limit {
 		return nil, fmt.Errorf("%w: %s is %d bytes, more than the limit of %d", ErrDownload, u.Redacted(), resp.ContentLength, limit)
 	}
-	tmp, err := os.CreateTemp(dl.Opts.Dir, ".download-*.tmp")
+	dst := filepath.Join(dl.Opts.Dir, name)
+	tmp, err := atomicfile.Create(dst, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDownload, err)
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort() // nothing is kept unless the checksum matched
 	var got atomic.Int64
 	stopKA := x.KeepAlive(ctx, func() Details {
 		return Details{"phase": "downloading", "bytes": strconv.FormatInt(got.Load(), 10)}
@@ -218,23 +215,8 @@ func (dl Download) fetch(ctx context.Context, x *Exec, u *url.URL, name string, 
 	if !equalBytes(sum, want) {
 		return det, fmt.Errorf("%w: sha256 mismatch: got %x, want %x; nothing was kept", ErrDownload, sum, want)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return det, fmt.Errorf("%w: %w", ErrDownload, err)
-	}
-	if err := tmp.Chmod(0o640); err != nil {
-		return det, fmt.Errorf("%w: %w", ErrDownload, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return det, fmt.Errorf("%w: %w", ErrDownload, err)
-	}
-	dst := filepath.Join(dl.Opts.Dir, name)
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return det, fmt.Errorf("%w: %w", ErrDownload, err)
-	}
-	keep = true
-	if dir, err := os.Open(dl.Opts.Dir); err == nil {
-		_ = dir.Sync()
-		dir.Close()
 	}
 	det["path"] = dst
 	return det, nil

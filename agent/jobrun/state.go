@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pinshadow/pinshadow/internal/atomicfile"
 )
 
 // StateFile is the runner's file name inside the agent's state directory.
@@ -69,39 +71,15 @@ func (r *Runner) saveLocked() error {
 	return writeAtomic(r.opts.StatePath, b)
 }
 
-// writeAtomic replaces path with b: temp file in the same directory, fsync,
-// rename, fsync of the directory (as the agent's state file).
+// writeAtomic replaces path with b so that a crash at any moment leaves
+// either the old or the new content (internal/atomicfile).
 func writeAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("creating state directory %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".jobs-*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing jobs state in %s: %w (is the directory writable, the disk not full?)", dir, err)
-	}
-	tmp := f.Name()
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("replacing %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("writing jobs state: %w (is the directory writable, the disk not full?)", err)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pinshadow/pinshadow/internal/atomicfile"
 )
 
 // Phase is where a configuration switch stands.
@@ -140,40 +142,11 @@ func modeOf(path string, def fs.FileMode) fs.FileMode {
 }
 
 // writeAtomic replaces path with b, with mode perm, so that a crash at any
-// moment leaves either the old or the new content: temp file in the same
-// directory, fsync, rename, fsync of the directory.
+// moment leaves either the old or the new content (internal/atomicfile).
 func writeAtomic(path string, b []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w (the agent's user needs write access to %s; under systemd add ReadWritePaths=%s)", path, err, dir, dir)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w (is the disk full or read-only?)", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("replacing %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: some filesystems refuse fsync on directories
-		d.Close()
+	if err := atomicfile.WriteFile(path, b, perm); err != nil {
+		dir := filepath.Dir(path)
+		return fmt.Errorf("%w (the agent's user needs write access to %s; under systemd add ReadWritePaths=%s)", err, dir, dir)
 	}
 	return nil
 }
