@@ -35,7 +35,7 @@ func (l *stringList) Set(s string) error {
 func runJobs(ctx context.Context, e *env, args []string) error {
 	const synopsis = "create|list|describe|cancel|remove --endpoint HOST:PORT [--job-id J] [--thing T …] [--document JSON|@FILE|FILE] [--in-progress-timeout D] [--status S] [--force] [--cert F --key F --ca F] [--client-id ID] [--timeout D]"
 	fs := newFlags(e, "jobs", synopsis)
-	endpoint := fs.String("endpoint", "", "MQTT endpoint HOST:PORT of 'agent cloud', e.g. 127.0.0.1:1883 (required)")
+	cf := addCloudFlags(fs, "agent-jobs")
 	jobID := fs.String("job-id", "", "job ID (1–64 of a-z A-Z 0-9 _ -); required for create, describe, cancel and remove")
 	var things stringList
 	fs.Var(&things, "thing", "create: a target thing (repeatable); list: list this thing's executions; describe, cancel, remove: this thing's execution")
@@ -46,11 +46,6 @@ func runJobs(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "cancel, remove: also stop IN_PROGRESS executions")
 	comment := fs.String("comment", "", "cancel: why the job is cancelled")
 	reason := fs.String("reason-code", "", "cancel: a reason code for the cancellation")
-	cert := fs.String("cert", "", "client certificate (PEM) for mutual TLS; without --cert/--key the connection is plain TCP (local development only)")
-	key := fs.String("key", "", "private key (PEM) of --cert")
-	ca := fs.String("ca", "", "CA certificates (PEM) the endpoint's certificate must chain to (default: system roots)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the connection and for the reply")
-	clientID := fs.String("client-id", "", "MQTT client ID (default agent-jobs-<random>)")
 
 	if len(args) == 0 {
 		fs.Usage()
@@ -91,20 +86,14 @@ func runJobs(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%w: --%s is not a flag of 'jobs %s'", errUsage, name, op)
 		}
 	}
-	if *endpoint == "" {
-		return fmt.Errorf("%w: --endpoint is required", errUsage)
+	if err := cf.check(); err != nil {
+		return err
 	}
 	if op != "list" && *jobID == "" {
 		return fmt.Errorf("%w: %s needs --job-id", errUsage, op)
 	}
 	if op != "create" && len(things) > 1 {
 		return fmt.Errorf("%w: %s takes one --thing", errUsage, op)
-	}
-	if (*cert == "") != (*key == "") {
-		return fmt.Errorf("%w: --cert and --key go together (mutual TLS)", errUsage)
-	}
-	if *timeout <= 0 {
-		return fmt.Errorf("%w: --timeout %v: must be positive", errUsage, *timeout)
 	}
 	thing := ""
 	if len(things) == 1 {
@@ -133,32 +122,14 @@ func runJobs(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	if *clientID == "" {
-		*clientID = "agent-jobs-" + randomHex(6)
-	}
-	cfg := iot.Config{
-		Endpoint: *endpoint, Transport: iot.TransportTCP, ClientID: *clientID,
-		ConnectTimeout: *timeout, OperationTimeout: *timeout,
-		Queue: iot.QueueConfig{Disabled: true},
-	}
-	if *cert != "" {
-		cfg.Transport, cfg.CertFile, cfg.KeyFile, cfg.CAFile = iot.TransportMQTTS, *cert, *key, *ca
-	}
-	conn, err := iot.New(cfg)
+	conn, closeConn, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		conn.Close(cctx)
-	}()
-	cctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, *cf.timeout)
 	defer cancel()
-	if err := conn.Connect(cctx); err != nil {
-		return &exitError{code: exitUnreachable, err: fmt.Errorf("cannot reach %s: %w", *endpoint, err)}
-	}
-	m, err := jobs.NewManager(cctx, jobs.IOT(conn), *timeout)
+	m, err := jobs.NewManager(cctx, jobs.IOT(conn), *cf.timeout)
 	if err != nil {
 		return classifyJobs(err)
 	}

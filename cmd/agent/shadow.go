@@ -82,7 +82,7 @@ func (kv *keyValues) Set(s string) error {
 func runShadow(ctx context.Context, e *env, args []string) error {
 	const synopsis = "get|update|delete --endpoint HOST:PORT --thing T [--name N] [--desired k=v …] [--reported k=v …] [--json DOC] [--version N] [--cert F --key F --ca F] [--client-id ID] [--timeout D]"
 	fs := newFlags(e, "shadow", synopsis)
-	endpoint := fs.String("endpoint", "", "MQTT endpoint HOST:PORT, e.g. 127.0.0.1:1883 for 'agent cloud' (required)")
+	cf := addCloudFlags(fs, "agent-shadow")
 	thing := fs.String("thing", "", "thing name (required)")
 	name := fs.String("name", "", "named shadow (default: the classic shadow)")
 	var desired, reported keyValues
@@ -90,11 +90,6 @@ func runShadow(ctx context.Context, e *env, args []string) error {
 	fs.Var(&reported, "reported", "update: reported `key=value` (repeatable, as --desired)")
 	doc := fs.String("json", "", "update: the whole request `DOC`, e.g. '{\"state\":{\"desired\":{\"led\":\"on\"}}}', or @FILE to read it from a file")
 	version := fs.Int64("version", 0, "update: apply only if the shadow is at this version (optimistic locking; 409 otherwise)")
-	cert := fs.String("cert", "", "device certificate (PEM) for mutual TLS; without --cert/--key the connection is plain TCP (local development only)")
-	key := fs.String("key", "", "private key (PEM) of --cert")
-	ca := fs.String("ca", "", "CA certificates (PEM) the endpoint's certificate must chain to (default: system roots)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the connection and for the response")
-	clientID := fs.String("client-id", "", "MQTT client ID (default agent-shadow-<random>; AWS IoT policies often require the thing name)")
 
 	if len(args) == 0 {
 		fs.Usage()
@@ -122,14 +117,11 @@ func runShadow(ctx context.Context, e *env, args []string) error {
 	default:
 		return fmt.Errorf("%w: unknown operation %q: want get, update or delete", errUsage, op)
 	}
-	if *endpoint == "" || *thing == "" {
-		return fmt.Errorf("%w: --endpoint and --thing are required", errUsage)
+	if err := cf.check(); err != nil {
+		return err
 	}
-	if (*cert == "") != (*key == "") {
-		return fmt.Errorf("%w: --cert and --key go together (mutual TLS)", errUsage)
-	}
-	if *timeout <= 0 {
-		return fmt.Errorf("%w: --timeout %v: must be positive", errUsage, *timeout)
+	if *thing == "" {
+		return fmt.Errorf("%w: --thing is required", errUsage)
 	}
 	var body []byte
 	if *doc != "" {
@@ -150,32 +142,12 @@ func runShadow(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
-	if *clientID == "" {
-		*clientID = "agent-shadow-" + randomHex(6)
-	}
-	cfg := iot.Config{
-		Endpoint: *endpoint, Transport: iot.TransportTCP, ClientID: *clientID,
-		ConnectTimeout: *timeout, OperationTimeout: *timeout,
-		Queue: iot.QueueConfig{Disabled: true},
-	}
-	if *cert != "" {
-		cfg.Transport, cfg.CertFile, cfg.KeyFile, cfg.CAFile = iot.TransportMQTTS, *cert, *key, *ca
-	}
-	conn, err := iot.New(cfg)
+	conn, closeConn, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		conn.Close(cctx)
-	}()
-	cctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := conn.Connect(cctx); err != nil {
-		return &exitError{code: exitUnreachable, err: fmt.Errorf("cannot reach %s: %w", *endpoint, err)}
-	}
-	client, err := shadowsync.New(shadowsync.IOT(conn), shadowsync.Options{Timeout: *timeout})
+	defer closeConn()
+	client, err := shadowsync.New(shadowsync.IOT(conn), shadowsync.Options{Timeout: *cf.timeout})
 	if err != nil {
 		return err
 	}
