@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 
 	"github.com/pinshadow/pinshadow/iot"
 )
@@ -12,30 +11,7 @@ import (
 // offline would be answered long after its timeout, so it fails at once
 // with iot.ErrNotConnected instead. Subscriptions are recorded by iot and
 // restored on every reconnect.
-func IOT(c *iot.Client) Conn { return iotConn{c} }
-
-type iotConn struct{ c *iot.Client }
-
-func (a iotConn) Publish(ctx context.Context, topic string, qos byte, payload []byte) error {
-	_, err := a.c.Publish(ctx, topic, payload, iot.QoS(qos), iot.WithoutQueue())
-	return err
-}
-
-func (a iotConn) Subscribe(ctx context.Context, filters []string, qos byte, handler func(topic string, payload []byte)) error {
-	h := func(m iot.Message) { handler(m.Topic, m.Payload) }
-	subs := make([]iot.Subscription, len(filters))
-	for i, f := range filters {
-		subs[i] = iot.Subscription{Filter: f, QoS: iot.QoS(qos), Handler: h}
-	}
-	return a.c.SubscribeMany(ctx, subs)
-}
-
-func (a iotConn) Unsubscribe(ctx context.Context, filters ...string) error {
-	if err := a.c.Unsubscribe(ctx, filters...); err != nil && !errors.Is(err, iot.ErrClosed) {
-		return err // a closed connection has no subscriptions left to remove
-	}
-	return nil
-}
+func IOT(c *iot.Client) Conn { return c.Requests() }
 
 // NewIOT returns the client of thing on ic that follows ic's connection
 // events itself (through its own iot.Client.Watch channel): every
