@@ -23,12 +23,13 @@ const (
 	BootIDFile = "/proc/sys/kernel/random/boot_id"
 )
 
-// DefaultRebootCommand is the command the reboot type runs by default.
-var DefaultRebootCommand = []string{"systemctl", "reboot"}
+// DefaultRebootCommand returns the command the reboot type runs by
+// default (a new slice each time: no shared mutable default).
+func DefaultRebootCommand() []string { return []string{"systemctl", "reboot"} }
 
 // RebootOptions configure the reboot type. Every field is optional.
 type RebootOptions struct {
-	// Command is the reboot command, argv (default DefaultRebootCommand).
+	// Command is the reboot command, argv (default DefaultRebootCommand()).
 	// Under the packaged systemd unit the agent's user needs the right to
 	// reboot (a polkit rule for org.freedesktop.login1.reboot).
 	Command []string
@@ -72,7 +73,7 @@ const (
 // FAILED with its output.
 func Reboot(o RebootOptions) Handler {
 	if len(o.Command) == 0 {
-		o.Command = DefaultRebootCommand
+		o.Command = DefaultRebootCommand()
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultRebootTimeout
