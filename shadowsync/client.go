@@ -50,6 +50,19 @@ type Options struct {
 	Clock Clock
 	// Logger receives diagnostics (default: discard).
 	Logger *slog.Logger
+	// Observer, when set, is told when each request starts and ends (for
+	// metrics). It is called on the requesting goroutine and must not block.
+	Observer RequestObserver
+}
+
+// RequestObserver sees every shadow request (get, update, delete).
+type RequestObserver interface {
+	// RequestStarted: a request for op is about to be published.
+	RequestStarted(op string)
+	// RequestDone: the request for op ended after took; code is 200 when
+	// accepted, AWS's error code when rejected, 0 when no answer came
+	// (timeout, publish failure, client closed).
+	RequestDone(op string, code int, took time.Duration)
 }
 
 func (o *Options) fill() error {
@@ -316,7 +329,7 @@ func (c *Client) onMessage(topic string, payload []byte) {
 // request publishes one request for shadow s and waits for its response.
 // It first waits for the thing's rate limit unless the caller already did
 // (preTaken).
-func (c *Client) request(ctx context.Context, s *Shadow, op string, body map[string]any, preTaken bool) (response, error) {
+func (c *Client) request(ctx context.Context, s *Shadow, op string, body map[string]any, preTaken bool) (_ response, err error) {
 	token := c.newToken()
 	body["clientToken"] = token
 	payload, err := json.Marshal(body)
@@ -361,6 +374,18 @@ func (c *Client) request(ctx context.Context, s *Shadow, op string, body map[str
 			}
 			return response{}, timeout()
 		}
+	}
+	if ob := c.opts.Observer; ob != nil {
+		ob.RequestStarted(op)
+		code, sent := 0, time.Now()
+		defer func() { ob.RequestDone(op, code, time.Since(sent)) }()
+		defer func() {
+			if rej := (*RejectedError)(nil); errors.As(err, &rej) {
+				code = rej.Code
+			} else if err == nil {
+				code = 200
+			}
+		}()
 	}
 	if err := c.conn.Publish(ctx, s.key.Prefix()+"/"+op, c.qos, payload); err != nil {
 		return response{}, fmt.Errorf("shadow %s %s: publish: %w", s.key, op, err)
