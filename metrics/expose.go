@@ -25,11 +25,15 @@ const ContentType = "text/plain; version=0.0.4; charset=utf-8"
 // le="+Inf", then _sum and _count.
 func (r *Registry) WriteText(w io.Writer) error {
 	r.mu.Lock()
+	before := append([]func(){}, r.before...)
 	fams := make([]*family, 0, len(r.families))
 	for _, f := range r.families {
 		fams = append(fams, f)
 	}
 	r.mu.Unlock()
+	for _, f := range before {
+		f()
+	}
 	sort.Slice(fams, func(i, j int) bool { return fams[i].name < fams[j].name })
 	bw := bufio.NewWriter(w)
 	for _, f := range fams {

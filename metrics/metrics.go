@@ -39,6 +39,16 @@ var (
 type Registry struct {
 	mu       sync.Mutex
 	families map[string]*family
+	before   []func()
+}
+
+// BeforeWrite adds f to what runs at the start of every WriteText, to set
+// gauges from a snapshot taken once per scrape (a status with several
+// fields, a state label). f must be fast and safe for concurrent use.
+func (r *Registry) BeforeWrite(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.before = append(r.before, f)
 }
 
 // NewRegistry returns an empty registry.
