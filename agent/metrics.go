@@ -92,7 +92,9 @@ func codeLabel(code int) string {
 	return itoa3(code)
 }
 
-func itoa3(n int) string { return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)}) }
+func itoa3(n int) string {
+	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
+}
 
 // Watch adds the series read from a's status once per scrape: connection
 // state (pinshadow_connection_state{state=…}, 1 for the current one),

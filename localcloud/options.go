@@ -90,6 +90,9 @@ type Options struct {
 	// timeouts against Now (0 = DefaultJobsTick). Tests with a fake Now
 	// make it short.
 	JobsTick time.Duration
+	// Metrics, when set, counts requests, results, throttling and requests
+	// in flight (see NewMetrics).
+	Metrics *Metrics
 
 	// Logger receives the service's logs (nil = discard).
 	Logger *slog.Logger

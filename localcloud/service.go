@@ -37,6 +37,7 @@ type request struct {
 	conn    string // in-flight accounting key; "" = not counted
 	reject  int    // 429 when refused at ingress
 	msg     string
+	at      time.Time // arrival (metrics)
 }
 
 // outcome is a handled request on its way to storage and the broker.
@@ -46,6 +47,7 @@ type outcome struct {
 	write bool   // persist data (nil data = delete the key)
 	data  []byte // MarshalBinary of the next shadow
 	msgs  []shadow.Message
+	code  int // 0 accepted, else the code on the rejected topic
 }
 
 // service is the shadow service between a broker and the engine: ingress
@@ -210,15 +212,21 @@ func (s *service) submit(topic string, payload []byte, conn string) {
 		conn = "thing:" + k.Thing
 	}
 	req := request{key: k, op: op, payload: payload}
+	m := s.opts.Metrics
+	if m != nil {
+		req.at = time.Now()
+	}
 	switch {
 	case s.inflight != nil && !s.inflight.acquire(conn):
 		req.reject, req.msg = 429, fmt.Sprintf(msgTooManyInFlight, s.opts.MaxInFlight)
+		m.throttle("in_flight")
 	default:
 		if s.inflight != nil {
 			req.conn = conn
 		}
 		if s.rate != nil && !s.rate.allow(k.Thing, s.opts.Now()) {
 			req.reject, req.msg = 429, fmt.Sprintf(msgRateExceeded, s.opts.RatePerThing, k.Thing)
+			m.throttle("rate")
 		}
 	}
 	s.ingress.RLock()
@@ -229,6 +237,7 @@ func (s *service) submit(topic string, payload []byte, conn string) {
 		}
 		return
 	}
+	m.received()
 	s.shardOf(k).in <- req
 	s.ingress.RUnlock()
 	if h := s.opts.hooks.submitted; h != nil {
@@ -252,7 +261,7 @@ func (s *service) worker(sh *shard) {
 func (s *service) handle(sh *shard, req request) (o *outcome) {
 	o = &outcome{key: req.key, req: req}
 	if req.reject != 0 {
-		o.msgs = s.engine.Reject(req.key, req.op, req.payload, req.reject, req.msg).Messages
+		o.msgs, o.code = s.engine.Reject(req.key, req.op, req.payload, req.reject, req.msg).Messages, req.reject
 		return o
 	}
 	if h := s.opts.hooks.beforeHandle; h != nil {
@@ -261,7 +270,7 @@ func (s *service) handle(sh *shard, req request) (o *outcome) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("shadow engine panicked; answered 500", "shadow", req.key.String(), "op", req.op, "panic", r, "payload", string(req.payload))
-			o = &outcome{key: req.key, req: req, msgs: s.engine.Reject(req.key, req.op, req.payload, 500, msgInternalFailure).Messages}
+			o = &outcome{key: req.key, req: req, code: 500, msgs: s.engine.Reject(req.key, req.op, req.payload, 500, msgInternalFailure).Messages}
 		}
 	}()
 	cur := sh.state[req.key]
@@ -271,7 +280,7 @@ func (s *service) handle(sh *shard, req request) (o *outcome) {
 			data, err := res.Next.MarshalBinary()
 			if err != nil {
 				s.log.Error("encode shadow; answered 500", "shadow", req.key.String(), "error", err)
-				o.msgs = s.engine.Reject(req.key, req.op, req.payload, 500, msgInternalFailure).Messages
+				o.msgs, o.code = s.engine.Reject(req.key, req.op, req.payload, 500, msgInternalFailure).Messages, 500
 				return o
 			}
 			o.data = data
@@ -283,7 +292,7 @@ func (s *service) handle(sh *shard, req request) (o *outcome) {
 			sh.state[req.key] = res.Next
 		}
 	}
-	o.msgs = res.Messages
+	o.msgs, o.code = res.Messages, res.Code
 	s.log.Debug("shadow request", "shadow", req.key.String(), "op", req.op, "code", res.Code)
 	return o
 }
@@ -298,6 +307,7 @@ func (s *service) publishOutcome(o *outcome) {
 	if o.req.conn != "" {
 		s.inflight.release(o.req.conn)
 	}
+	s.opts.Metrics.answered(o.req.op, o.code, o.req.at)
 }
 
 // committer group-commits: it takes everything queued, writes all changed
@@ -352,7 +362,7 @@ func (s *service) committer() {
 			s.fail(fmt.Errorf("store shadows in %s: %w", s.store.path, err))
 			for _, o := range batch {
 				if o.write {
-					o.msgs = s.engine.Reject(o.key, o.req.op, o.req.payload, 500, msgInternalFailure).Messages
+					o.msgs, o.code = s.engine.Reject(o.key, o.req.op, o.req.payload, 500, msgInternalFailure).Messages, 500
 				}
 			}
 		}

@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/pinshadow/pinshadow/localcloud"
 	"github.com/pinshadow/pinshadow/localcloud/shadow"
+	"github.com/pinshadow/pinshadow/metrics"
 )
 
 // runCloud runs the local AWS IoT cloud until ctx is cancelled (SIGINT or
@@ -41,6 +43,7 @@ func runCloud(ctx context.Context, e *env, args []string) error {
 	recreate := fs.String("recreate", "skip-one", "version of a shadow re-created after a delete at version N: skip-one (N+2, like AWS), next (N+1) or reset (1)")
 	fs.DurationVar(&o.Engine.ForgetDeletedAfter, "forget-after", d.Engine.ForgetDeletedAfter, "a shadow re-created this long after its deletion starts again at version 1 (0 = never)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	metricsAddr := fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9101 (default: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -63,6 +66,18 @@ func runCloud(ctx context.Context, e *env, args []string) error {
 	}
 	o.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
+	var reg *metrics.Registry
+	var mln net.Listener
+	if *metricsAddr != "" {
+		reg = metrics.NewRegistry()
+		metrics.RegisterProcess(reg)
+		o.Metrics = localcloud.NewMetrics(reg)
+		if mln, err = metrics.Listen(*metricsAddr); err != nil {
+			return err
+		}
+		defer mln.Close()
+	}
+
 	start := time.Now()
 	srv, err := localcloud.New(o)
 	if err != nil {
@@ -80,6 +95,18 @@ func runCloud(ctx context.Context, e *env, args []string) error {
 	}
 	if o.Broker != "" {
 		fmt.Fprintf(e.stdout, "attached to broker %s\n", o.Broker)
+	}
+	if reg != nil {
+		fmt.Fprintf(e.stdout, "metrics on http://%s/metrics\n", mln.Addr())
+		mctx, stopMetrics := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := reg.Serve(mctx, mln); err != nil {
+				o.Logger.Error("metrics endpoint stopped", "err", err)
+			}
+		}()
+		defer func() { stopMetrics(); <-served }()
 	}
 	o.Logger.Info("local cloud ready", "shadows_loaded", srv.Loaded(), "jobs_loaded", srv.LoadedJobs(), "data", o.DataDir, "startup", time.Since(start).Round(time.Millisecond))
 	select {

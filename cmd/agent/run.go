@@ -19,21 +19,23 @@ import (
 	"github.com/pinshadow/pinshadow/board"
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/console"
+	"github.com/pinshadow/pinshadow/metrics"
 )
 
 // runOptions is what runAgent needs besides the flags; runRun fills it from
 // the process, tests with fakes.
 type runOptions struct {
-	configPath string
-	logFormat  string
-	logLevel   string
-	statusAddr string
-	web        *consoleFlags        // the web console (nil: none)
-	deps       agent.Deps           // HAL, endpoint, … (zero: the real machine)
-	hup        <-chan os.Signal     // reload requests
-	getenv     func(string) string  // NOTIFY_SOCKET, WATCHDOG_USEC
-	watchdog   <-chan time.Time     // replaces the watchdog ticker (tests)
-	started    func(a *agent.Agent) // called once the agent exists (tests)
+	configPath  string
+	logFormat   string
+	logLevel    string
+	statusAddr  string
+	metricsAddr string               // --metrics-listen ("" = no metrics)
+	web         *consoleFlags        // the web console (nil: none)
+	deps        agent.Deps           // HAL, endpoint, … (zero: the real machine)
+	hup         <-chan os.Signal     // reload requests
+	getenv      func(string) string  // NOTIFY_SOCKET, WATCHDOG_USEC
+	watchdog    <-chan time.Time     // replaces the watchdog ticker (tests)
+	started     func(a *agent.Agent) // called once the agent exists (tests)
 	// configSwitch is the supervisor, for the apply-config job type (set
 	// by superviseAgent for each generation).
 	configSwitch jobrun.ConfigSwitch
@@ -44,13 +46,14 @@ type runOptions struct {
 
 // runRun is `agent run`: the daemon.
 func runRun(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "run", "--config FILE [--log-format text|json] [--log-level LEVEL] [--status-addr ADDR] [--http ADDR [--http-write] [--http-token T]]")
+	fs := newFlags(e, "run", "--config FILE [--log-format text|json] [--log-level LEVEL] [--status-addr ADDR] [--metrics-listen ADDR] [--http ADDR [--http-write] [--http-token T]]")
 	o := runOptions{}
 	fs.StringVar(&o.configPath, "config", "", "configuration file (required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (json for journald/log shippers)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.statusAddr, "status-addr", "", "serve `agent status` on this address: host:port (HTTP) or unix:PATH (default: unix socket status.sock in state_dir)")
 	o.web = addConsoleFlags(fs, "")
+	fs.StringVar(&o.metricsAddr, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100 (default: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -136,6 +139,19 @@ func runGeneration(ctx context.Context, e *env, o runOptions, log *slog.Logger, 
 			deps.Events = wc.srv.Publish
 		}
 	}
+	var reg *metrics.Registry
+	var met *agent.Metrics
+	if o.metricsAddr != "" {
+		reg = metrics.NewRegistry()
+		metrics.RegisterProcess(reg)
+		met = agent.NewMetrics(reg)
+		if prev := deps.Events; prev != nil {
+			deps.Events = func(ev agent.Event) { met.Observe(ev); prev(ev) }
+		} else {
+			deps.Events = met.Observe
+		}
+		deps.Shadow.Observer = met
+	}
 	a, err := agent.New(cfg, deps)
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -144,6 +160,9 @@ func runGeneration(ctx context.Context, e *env, o runOptions, log *slog.Logger, 
 	if wc != nil {
 		wc.srv.Attach(console.Source{Mode: "run", Agent: a, Desired: a.UpdateDesired})
 		log.Info("web console", "url", wc.url, "write", o.web.write)
+	}
+	if met != nil {
+		met.Watch(a)
 	}
 	if o.started != nil {
 		o.started(a)
@@ -179,6 +198,18 @@ func runGeneration(ctx context.Context, e *env, o runOptions, log *slog.Logger, 
 				log.Error("status endpoint stopped", "err", err)
 			}
 		})
+	}
+	if reg != nil {
+		if ln, err := metrics.Listen(o.metricsAddr); err != nil {
+			log.Error("metrics endpoint not available; the agent runs without it", "err", err)
+		} else {
+			log.Info("metrics endpoint", "url", "http://"+ln.Addr().String()+"/metrics")
+			spawn(func() {
+				if err := reg.Serve(helpers, ln); err != nil {
+					log.Error("metrics endpoint stopped", "err", err)
+				}
+			})
+		}
 	}
 	if iv := sdnotify.WatchdogInterval(o.getenv, os.Getpid()); iv > 0 || o.watchdog != nil {
 		// The loop beats at least every second; a beat older than the
