@@ -725,11 +725,13 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 	a := r.a
 	now := a.clock.Now()
 	mirrors := map[string]reconcile.Shadow{}
+	desiredAge := map[string]time.Duration{}
 	for name, sh := range r.shadows {
 		m := sh.Mirror()
 		if !m.Known {
 			continue
 		}
+		desiredAge[name] = m.DesiredAge
 		mirrors[name] = reconcile.Shadow{Version: m.Version, Desired: m.Desired, Reported: m.Reported}
 		r.seen[name] = m.Version
 	}
@@ -760,7 +762,12 @@ func (r *runner) reconcile(ctx context.Context, why string) {
 		}
 		done = append(done, reconcile.Done{Err: err, ReadBack: rb})
 		lat := a.clock.Now().Sub(now)
-		if t, ok := r.deltaAt[w.Key.Shadow]; ok && w.Why == "desired" {
+		if age := desiredAge[w.Key.Shadow]; age > 0 && w.Why == "desired" {
+			// From the arrival of the message that brought the desired
+			// value (an update reply can beat its delta, and then a timer
+			// or sensor iteration applies it before the delta's kick).
+			lat += age
+		} else if t, ok := r.deltaAt[w.Key.Shadow]; ok && w.Why == "desired" {
 			lat = a.clock.Now().Sub(t)
 		}
 		ev := Event{Kind: EventWrite, Shadow: w.Key.Shadow, Key: w.Key.String(), Device: w.Output.Device,

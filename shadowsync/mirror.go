@@ -1,5 +1,7 @@
 package shadowsync
 
+import "time"
+
 // mirror is the last known state of one shadow and the version gate for
 // its deltas. It is pure: the Shadow feeds it decoded messages under its
 // lock.
@@ -152,4 +154,9 @@ type Snapshot struct {
 	// InSync is true when the document is known and no desired value
 	// differs from reported (the delta is empty).
 	InSync bool
+	// DesiredAge is how long ago the last message that can change desired
+	// arrived (a delta, a get's document, an update reply with desired);
+	// 0 before any. It times a desired change from its arrival, whichever
+	// message brought it first.
+	DesiredAge time.Duration
 }

@@ -53,3 +53,29 @@ func TestObserverSeesEveryRequestWithItsCode(t *testing.T) {
 		t.Errorf("in flight now %d (max %d), want 0 (max 1)", obs.inFlight, obs.maxIn)
 	}
 }
+
+// DesiredAge times a desired change from the first message that brought
+// it, so the agent's apply latency starts at the arrival, not at the moment
+// its loop noticed the delta.
+func TestMirrorDesiredAgeStartsAtArrival(t *testing.T) {
+	cloud := newFakeCloud(t)
+	clock := newFakeClock()
+	c, _ := newTestClient(t, cloud, Options{Clock: clock})
+	s := open(t, c, Key{Thing: "thing1"}, ShadowOptions{})
+	if age := s.Mirror().DesiredAge; age != 0 {
+		t.Fatalf("DesiredAge before any desired: %v", age)
+	}
+	app, _ := newTestClient(t, cloud, Options{})
+	as := open(t, app, Key{Thing: "thing1"}, ShadowOptions{NoAutoSync: true})
+	if _, err := as.Update(ctxT(t), UpdateRequest{Desired: map[string]any{"a": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	nextDelta(t, s)
+	if age := s.Mirror().DesiredAge; age != 0 {
+		t.Fatalf("DesiredAge right after the delta = %v, want 0 (the clock did not move)", age)
+	}
+	clock.Advance(1500 * time.Millisecond)
+	if age := s.Mirror().DesiredAge; age != 1500*time.Millisecond {
+		t.Errorf("DesiredAge = %v, want 1.5s", age)
+	}
+}

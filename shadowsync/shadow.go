@@ -46,6 +46,10 @@ type Shadow struct {
 	mu         sync.Mutex
 	closed     bool
 	m          mirror
+	// desiredAt is when the last message that can change desired arrived
+	// (a delta, a get's document, an update reply with desired), by the
+	// client's clock.
+	desiredAt time.Time
 	local      map[string]any   // the full reported state the device claims
 	pending    []map[string]any // reported patches not yet accepted, in order
 	inflight   bool
@@ -212,7 +216,11 @@ func (s *Shadow) Deltas() <-chan Delta { return s.deltas }
 func (s *Shadow) Mirror() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m.snapshot()
+	snap := s.m.snapshot()
+	if !s.desiredAt.IsZero() {
+		snap.DesiredAge = max(s.c.opts.Clock.Now().Sub(s.desiredAt), 0)
+	}
+	return snap
 }
 
 // Get requests the shadow document.
@@ -425,6 +433,9 @@ func (s *Shadow) observe(op, kind string, doc map[string]any) {
 	v := int64Of(doc, "version")
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if kind == kindDelta || (kind == kindAccepted && (op == opGet || (op == opUpdate && carriesDesired(doc)))) {
+		s.desiredAt = s.c.opts.Clock.Now()
+	}
 	switch {
 	case kind == kindDelta:
 		d, _ := doc["state"].(map[string]any)
@@ -460,6 +471,20 @@ func (s *Shadow) observe(op, kind string, doc map[string]any) {
 	case op == opGet && kind == kindRejected && int64Of(doc, "code") == 404:
 		s.m.onGone()
 	}
+}
+
+// carriesDesired reports whether an update reply sets or clears desired.
+func carriesDesired(doc map[string]any) bool {
+	raw, has := doc["state"]
+	if !has {
+		return false
+	}
+	st, ok := raw.(map[string]any)
+	if !ok {
+		return true // state: null clears everything
+	}
+	_, ok = st["desired"]
+	return ok
 }
 
 func (s *Shadow) kickLocked() {
