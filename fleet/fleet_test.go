@@ -1,0 +1,72 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A small fleet against the embedded cloud: every device converges, every
+// accepted desired change reaches the hardware and comes back reported,
+// and each device reports about once a second.
+func TestSmallFleetLosesNothing(t *testing.T) {
+	var out strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Devices: 20, Duration: 5 * time.Second, DesiredEvery: time.Second, Settle: 10 * time.Second, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Print(&out)
+	t.Log(out.String())
+	if rep.Ready != 20 || len(rep.Connect) != 20 {
+		t.Errorf("ready %d, connected %d; want 20", rep.Ready, len(rep.Connect))
+	}
+	if rep.Accepted < 80 || rep.Rejected != 0 {
+		t.Errorf("accepted %d rejected %d: want about 100 accepted (20 devices × 5 changes), none rejected", rep.Accepted, rep.Rejected)
+	}
+	if rep.Lost() != 0 || rep.NotApplied != 0 {
+		t.Errorf("lost %d (not applied %d)", rep.Lost(), rep.NotApplied)
+	}
+	if len(rep.ApplyEndToEnd) != rep.Accepted {
+		t.Errorf("%d latencies for %d accepted changes", len(rep.ApplyEndToEnd), rep.Accepted)
+	}
+	// Each device reports once a second plus once per applied change.
+	if perDev := rep.ReportsPerSecond / 20; perDev < 0.7 {
+		t.Errorf("%.2f reports per device per second, want about 1", perDev)
+	}
+}
+
+func TestOptionsRefused(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no devices":         {Duration: time.Second},
+		"no duration":        {Devices: 1},
+		"restart remote":     {Devices: 1, Duration: 2 * time.Second, RestartBrokerAt: time.Second, Endpoint: "127.0.0.1:1883"},
+		"restart after end":  {Devices: 1, Duration: time.Second, RestartBrokerAt: 2 * time.Second},
+		"cert without key":   {Devices: 1, Duration: time.Second, Endpoint: "h:8883", CertFile: "c"},
+		"cert on embedded":   {Devices: 1, Duration: time.Second, CertFile: "c", KeyFile: "k"},
+		"backoff max < base": {Devices: 1, Duration: time.Second, BackoffBase: time.Second, BackoffMax: time.Millisecond},
+	} {
+		if _, err := Run(context.Background(), o); !errors.Is(err, ErrOptions) {
+			t.Errorf("%s: %v, want ErrOptions", name, err)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ds := []time.Duration{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	for p, want := range map[float64]time.Duration{50: 5, 90: 9, 99: 10, 100: 10, 0: 1} {
+		if got := Percentile(ds, p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+	if Percentile(nil, 50) != 0 {
+		t.Error("empty")
+	}
+}
