@@ -43,13 +43,13 @@ type Shadow struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when run has returned
 
-	mu         sync.Mutex
-	closed     bool
-	m          mirror
+	mu     sync.Mutex
+	closed bool
+	m      mirror
 	// desiredAt is when the last message that can change desired arrived
 	// (a delta, a get's document, an update reply with desired), by the
 	// client's clock.
-	desiredAt time.Time
+	desiredAt  time.Time
 	local      map[string]any   // the full reported state the device claims
 	pending    []map[string]any // reported patches not yet accepted, in order
 	inflight   bool
