@@ -34,7 +34,9 @@ type Agent struct {
 	live    *runner       // the running loop's shadows (nil when stopped)
 
 	running atomic.Bool
-	beat    atomic.Int64 // unix nanos of the last loop iteration
+	// beat is when the last loop iteration ended, with its monotonic
+	// reading: liveness must not follow a stepped wall clock.
+	beat    atomic.Pointer[time.Time]
 	reloadc chan reloadReq
 	stopped chan struct{} // closed when the loop ends (to unblock Reload)
 	ready   chan struct{}
@@ -125,11 +127,11 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 // LastBeat is when the reconcile loop last finished an iteration (zero before
 // the first). The loop iterates at least every Deps.Heartbeat while alive.
 func (a *Agent) LastBeat() time.Time {
-	n := a.beat.Load()
-	if n == 0 {
+	b := a.beat.Load()
+	if b == nil {
 		return time.Time{}
 	}
-	return time.Unix(0, n)
+	return *b
 }
 
 // Alive reports whether the loop finished an iteration within maxAge (by the

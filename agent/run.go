@@ -610,7 +610,10 @@ func (r *runner) loop(ctx, ictx context.Context) {
 	}
 }
 
-func (r *runner) beat() { r.a.beat.Store(r.a.clock.Now().UnixNano()) }
+func (r *runner) beat() {
+	now := r.a.clock.Now()
+	r.a.beat.Store(&now)
+}
 
 func (r *runner) drainKicks() {
 	for {
