@@ -142,3 +142,33 @@ func TestRestartAfterDesiredChangedWhileDown(t *testing.T) {
 		t.Errorf("heater wire history after the restart %v, want only [true] (off, active low): opened at the desired level", h)
 	}
 }
+
+// A state file whose last output change lies in the future (the clock went
+// back while the agent was down: a Pi without an RTC booting at an old
+// time) does not hold the output for that long: min_toggle_interval counts
+// from the start instead.
+func TestStateFromTheFutureDoesNotStallMinToggle(t *testing.T) {
+	r := newRig(t)
+	future := t0.Add(24 * time.Hour).Format(time.RFC3339)
+	st := `{"format":1,"thing":"gh1","state":{"outputs":{"cooler/on":{"last_change":"` + future + `"}}}}`
+	if err := os.WriteFile(filepath.Join(r.dir, StateFile), []byte(st), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.start(strings.Replace(greenhouse, "on_reject: clear_desired}", "on_reject: clear_desired, min_toggle_interval: 30s}", 1))
+	r.ready()
+	app := r.newApp("gh1")
+	m := r.rec.mark()
+	app.desire(t, `{"cooler": true}`)
+	r.rec.waitFor(t, m, "cooler pending", func(e Event) bool { return e.Kind == EventResult && e.Key == "cooler" && e.Status == "pending" })
+	for i := 0; i < 31; i++ {
+		if high, _ := r.hal.Physical(coolerLine); high {
+			break
+		}
+		m := r.rec.mark()
+		r.clock.Advance(time.Second)
+		r.rec.waitFor(t, m, "iteration", kind(EventIteration))
+	}
+	if high, _ := r.hal.Physical(coolerLine); !high {
+		t.Fatalf("cooler still off 31 s after start with min_toggle_interval 30s: the future last change held it\n%s", r.rec.dump(0))
+	}
+}

@@ -175,7 +175,7 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		a.log.Warn("state file unusable", "err", err)
 		r.stateError(err)
 	}
-	r.state = st
+	r.state = clampFuture(st, a.clock.Now())
 	cl, via, err := a.newClient(ctx, r.cfg) // Greengrass discovery, when configured
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pinshadow/pinshadow/internal/atomicfile"
 	"github.com/pinshadow/pinshadow/shadowsync/reconcile"
@@ -51,6 +52,22 @@ func loadState(path, thing string) (reconcile.State, error) {
 		return reconcile.State{}, fmt.Errorf("%w: %s belongs to thing %q, the configuration names %q; starting from boot values", errCorruptState, path, d.Thing, thing)
 	}
 	return d.State, nil
+}
+
+// clampFuture moves output changes recorded in the future to now. A saved
+// time is wall-clock only; one after now means the clock went back since
+// (a Pi without an RTC boots with an old time until NTP answers), and
+// min_toggle_interval would otherwise hold the output for as long as the
+// clock is behind — years for a clock at 1970. Counting the interval from
+// now keeps the protection without the stall.
+func clampFuture(st reconcile.State, now time.Time) reconcile.State {
+	for o, os := range st.Outputs {
+		if os.LastChange.After(now) {
+			os.LastChange = now
+			st.Outputs[o] = os
+		}
+	}
+	return st
 }
 
 // encodeState renders the state file's content.
