@@ -31,6 +31,7 @@ var (
 	faultRestarts = flag.Int("faults.restarts", 5, "broker restarts in TestFaultBrokerRestarts")
 	faultKills    = flag.Int("faults.kills", 5, "kill -9 of the agent process in TestFaultKill9")
 	faultSilences = flag.Int("faults.silences", 1, "silent links in TestFaultSilentLink")
+	faultKnown    = flag.Bool("faults.known", false, "also run the scenarios of known, unfixed gaps")
 )
 
 // faultConfig is one agent with a relay and a fan whose desired key spans
