@@ -18,7 +18,8 @@ type change struct {
 	value    float64
 	sent     time.Time
 	accepted bool
-	rejected int // code when rejected
+	rejected int  // code when rejected
+	expired  bool // its slot was freed without an answer (a late answer still counts)
 }
 
 // driver is the cloud side: one MQTT connection that changes each device's
@@ -138,12 +139,13 @@ func (d *driver) answer(payload []byte, code int) {
 	}
 	d.mu.Lock()
 	c, ok := d.changes[doc.Token]
+	free := ok && !c.expired
 	if ok {
 		delete(d.changes, doc.Token)
 		c.accepted, c.rejected = code == 0, code
 	}
 	d.mu.Unlock()
-	if ok {
+	if free {
 		<-d.slots
 	}
 }
@@ -174,14 +176,15 @@ func (d *driver) set(ctx context.Context, dev int, thing string, value float64, 
 }
 
 // expire frees the slots of requests unanswered for longer than after (the
-// answer was lost with a broker restart).
+// answer was lost with a broker restart, or is very late); a late answer
+// still marks its change accepted or rejected.
 func (d *driver) expire(after time.Duration) {
 	now := time.Now()
 	d.mu.Lock()
 	var n int
-	for tok, c := range d.changes {
-		if now.Sub(c.sent) > after {
-			delete(d.changes, tok)
+	for _, c := range d.changes {
+		if !c.expired && now.Sub(c.sent) > after {
+			c.expired = true
 			n++
 		}
 	}

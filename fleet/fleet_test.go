@@ -70,3 +70,35 @@ func TestPercentile(t *testing.T) {
 		t.Error("empty")
 	}
 }
+
+// A broker restart: every device reconnects within twice the maximum
+// backoff of the broker coming back, and nothing accepted is lost.
+func TestRestartedBrokerEveryoneReconnects(t *testing.T) {
+	var out strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Devices: 10, Duration: 5 * time.Second, DesiredEvery: time.Second,
+		RestartBrokerAt: 2 * time.Second, RestartDowntime: 300 * time.Millisecond,
+		BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Print(&out)
+	t.Log(out.String())
+	rr := rep.Restart
+	if rr == nil {
+		t.Fatal("no restart in the report")
+	}
+	if rr.NotReconnected != 0 || len(rr.SinceUp) != 10 {
+		t.Fatalf("%d reconnected, %d not", len(rr.SinceUp), rr.NotReconnected)
+	}
+	if worst := Percentile(rr.SinceUp, 100); worst > 2*rr.BackoffMax {
+		t.Errorf("slowest reconnect %v after the broker was back, want ≤ 2 × max backoff = %v", worst, 2*rr.BackoffMax)
+	}
+	if rep.Lost() != 0 {
+		t.Errorf("lost %d", rep.Lost())
+	}
+	if rep.Accepted < 30 {
+		t.Errorf("only %d changes accepted", rep.Accepted)
+	}
+}

@@ -65,7 +65,10 @@ type Options struct {
 	Out io.Writer
 	// Logger receives the cloud's and the driver's warnings (nil: discard).
 	Logger *slog.Logger
-	// Clock is not injectable: the fleet measures real latencies.
+	// WindowEnd, when set, is called at the end of the measured window,
+	// before the settle wait (a heap profile).
+	WindowEnd func()
+	// The clock is not injectable: the fleet measures real latencies.
 }
 
 func (o *Options) fill() error {

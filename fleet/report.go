@@ -10,9 +10,10 @@ import (
 
 // Bucket bounds for the connect and reconnect histograms.
 func timeBuckets() []time.Duration {
-	return []time.Duration{10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
-		250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second, 5 * time.Second,
-		7500 * time.Millisecond, 10 * time.Second, 20 * time.Second, 30 * time.Second}
+	ms := time.Millisecond
+	return []time.Duration{10 * ms, 25 * ms, 50 * ms, 100 * ms, 200 * ms, 300 * ms, 400 * ms, 500 * ms, 600 * ms, 700 * ms,
+		800 * ms, 900 * ms, time.Second, 1500 * ms, 2 * time.Second, 3 * time.Second, 4 * time.Second, 5 * time.Second,
+		7500 * ms, 10 * time.Second, 15 * time.Second, 20 * time.Second, 30 * time.Second}
 }
 
 // Histogram writes ds as a text histogram: one row per non-empty bucket
@@ -62,8 +63,12 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  desired published → hardware write (%d): p50 %s, p90 %s, p99 %s, max %s\n", len(r.ApplyEndToEnd),
 		ms(Percentile(r.ApplyEndToEnd, 50)), ms(Percentile(r.ApplyEndToEnd, 90)), ms(Percentile(r.ApplyEndToEnd, 99)), ms(Percentile(r.ApplyEndToEnd, 100)))
-	fmt.Fprintf(w, "  agent: delta arrived → hardware write:   p50 %s, p90 %s, p99 %s, max %s\n",
+	fmt.Fprintf(w, "    of which the agent (desired arrived → write): p50 %s, p90 %s, p99 %s, max %s\n",
 		ms(Percentile(r.ApplyAgent, 50)), ms(Percentile(r.ApplyAgent, 90)), ms(Percentile(r.ApplyAgent, 99)), ms(Percentile(r.ApplyAgent, 100)))
+	if r.Restart != nil {
+		fmt.Fprintf(w, "    outside the restart (%d changes): p50 %s, p90 %s, p99 %s, max %s\n", len(r.ApplySteady),
+			ms(Percentile(r.ApplySteady, 50)), ms(Percentile(r.ApplySteady, 90)), ms(Percentile(r.ApplySteady, 99)), ms(Percentile(r.ApplySteady, 100)))
+	}
 	fmt.Fprintf(w, "  lost updates: %d (accepted but not applied: %d, of them superseded by a newer value: %d; last value not reported: %d)\n",
 		r.Lost(), r.NotApplied, r.Superseded, r.NotReported)
 	fmt.Fprintf(w, "  reports accepted by the cloud: %d (%.0f/s; %.2f per device per second); sensor read errors: %d\n",

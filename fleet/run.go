@@ -29,6 +29,10 @@ type Report struct {
 	// driver's publish to the device's hardware write (through the cloud);
 	// ApplyAgent the agent's part (its delta's arrival → the write).
 	ApplyEndToEnd, ApplyAgent []time.Duration
+	// ApplySteady is ApplyEndToEnd without the changes sent while a broker
+	// restart was under way (from the broker closing until twice the
+	// maximum backoff after it was back); equal to it without a restart.
+	ApplySteady []time.Duration
 	// Sent, Accepted and Rejected count the driver's desired changes;
 	// RejectedCodes by code.
 	Sent, Accepted, Rejected int
@@ -212,6 +216,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	drvWG.Wait()
 	rep.Window = time.Since(w0)
 	rep.CPU = metrics.CPUTime() - cpu0
+	if o.WindowEnd != nil {
+		o.WindowEnd()
+	}
 	rep.RSS = metrics.RSS()
 	rep.Goroutines, rep.Heap, rep.RuntimeTotal, _ = metrics.ReadRuntime()
 	_, _, rep1 := drv.snapshot()
@@ -224,8 +231,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Settle: wait until every accepted change is applied and reported.
 	fmt.Fprintf(o.Out, "window over; waiting up to %v for the last changes to be applied and reported\n", o.Settle)
 	settleBy := time.Now().Add(o.Settle)
+	var quietFrom, quietTo time.Time // the restart's disturbance
+	if !tDown.IsZero() {
+		quietFrom, quietTo = tDown, tUp.Add(2*o.BackoffMax)
+	}
 	for {
-		account(rep, drv, devs)
+		account(rep, drv, devs, quietFrom, quietTo)
 		if rep.Lost() == 0 || time.Now().After(settleBy) {
 			break
 		}
@@ -288,11 +299,11 @@ func drive(ctx context.Context, o *Options, drv *driver, devs []*device, w0 time
 
 // account compares what the driver sent and the cloud accepted with what
 // the devices wrote and reported.
-func account(rep *Report, drv *driver, devs []*device) {
+func account(rep *Report, drv *driver, devs []*device, quietFrom, quietTo time.Time) {
 	changes, reported, _ := drv.snapshot()
 	rep.Sent, rep.Accepted, rep.Rejected = len(changes), 0, 0
 	rep.NotApplied, rep.Superseded, rep.NotReported = 0, 0, 0
-	rep.ApplyEndToEnd, rep.ApplyAgent = rep.ApplyEndToEnd[:0], rep.ApplyAgent[:0]
+	rep.ApplyEndToEnd, rep.ApplyAgent, rep.ApplySteady = rep.ApplyEndToEnd[:0], rep.ApplyAgent[:0], rep.ApplySteady[:0]
 	clear(rep.RejectedCodes)
 	last := map[int]int{} // device → index of its last accepted change
 	for i, c := range changes {
@@ -319,6 +330,9 @@ func account(rep *Report, drv *driver, devs []*device) {
 		}
 		rep.ApplyEndToEnd = append(rep.ApplyEndToEnd, w.at.Sub(c.sent))
 		rep.ApplyAgent = append(rep.ApplyAgent, w.agent)
+		if quietFrom.IsZero() || c.sent.Before(quietFrom) || c.sent.After(quietTo) {
+			rep.ApplySteady = append(rep.ApplySteady, w.at.Sub(c.sent))
+		}
 	}
 	for dev, i := range last {
 		if v, ok := reported[dev]; !ok || v != changes[i].value {

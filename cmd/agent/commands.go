@@ -12,6 +12,7 @@ func extraCommands() []command {
 		{name: "plan", summary: "show which shadow key drives or reads which device, pin or bus", run: runPlan},
 		{name: "sim", summary: "simulate a device: local cloud, agent on fake hardware with physics, a scripted cloud side", run: runSim},
 		{name: "run", summary: "run the device agent: keep the hardware and its shadows in step (the daemon)", run: runRun},
+		{name: "fleet", summary: "simulate many devices in one process against a cloud: latency, lost updates, reconnects, cost per device", run: runFleet},
 		{name: "status", summary: "show the running agent's connection, per-key results and sensor readings", run: runStatus},
 	}
 }
