@@ -36,6 +36,8 @@ const (
 	envChildConfig   = "PINSHADOW_FAULT_CHILD_CONFIG"
 	envChildEndpoint = "PINSHADOW_FAULT_CHILD_ENDPOINT"
 	envChildFsize    = "PINSHADOW_FAULT_CHILD_FSIZE" // RLIMIT_FSIZE in bytes: a full disk
+	envChildSysRoot  = "PINSHADOW_FAULT_CHILD_SYSROOT"
+	envChildStats    = "PINSHADOW_FAULT_CHILD_STATS" // print a STAT line this often (soak)
 )
 
 // killConfig: two independent relays.
@@ -120,7 +122,21 @@ func TestFaultChild(t *testing.T) {
 	cfg := parseConfig(t, string(yaml), "")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h := &recordingHAL{HAL: fake.New(), w: os.Stdout}
-	ag, err := New(cfg, Deps{HAL: h, Endpoint: "tcp://" + os.Getenv(envChildEndpoint), Logger: log,
+	if s := os.Getenv(envChildStats); s != "" {
+		every, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The soak's samples; only this process's memory, not the cloud's.
+		// The ticker lives as long as the process, which is killed.
+		go func() {
+			for range time.Tick(every) {
+				printStats(os.Stdout)
+			}
+		}()
+		h.w = io.Discard // 20 sensors and a change a minute: keep stdout for samples
+	}
+	ag, err := New(cfg, Deps{HAL: h, Endpoint: "tcp://" + os.Getenv(envChildEndpoint), Logger: log, SysRoot: os.Getenv(envChildSysRoot),
 		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
