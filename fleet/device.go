@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pinshadow/pinshadow/agent"
@@ -80,8 +81,20 @@ type device struct {
 	offlines []time.Time
 	writes   []write
 	ready    time.Time
-	reports  int
 	sensorEr int
+	// updates counts the device's shadow updates the cloud accepted (its
+	// reports), through shadowsync's request observer.
+	updates atomic.Int64
+}
+
+// RequestStarted implements shadowsync.RequestObserver.
+func (d *device) RequestStarted(string) {}
+
+// RequestDone implements shadowsync.RequestObserver.
+func (d *device) RequestDone(op string, code int, _ time.Duration) {
+	if op == "update" && code == 200 {
+		d.updates.Add(1)
+	}
 }
 
 func (d *device) event(e agent.Event) {
@@ -108,10 +121,6 @@ func (d *device) event(e agent.Event) {
 	case agent.EventReady:
 		d.mu.Lock()
 		d.ready = time.Now()
-		d.mu.Unlock()
-	case agent.EventReported:
-		d.mu.Lock()
-		d.reports++
 		d.mu.Unlock()
 	case agent.EventSensorError:
 		d.mu.Lock()
@@ -168,7 +177,7 @@ func newDevice(o *Options, idx int, root, host, port string) (*device, error) {
 	d.hal = fake.New(fake.WithLogLimit(32), fake.WithSeed(uint64(idx+1)))
 	d.hal.Bus("1").Attach(0x44, &drift{SHT3x: chips.NewSHT3x()})
 	d.ag, err = agent.New(cfg, agent.Deps{HAL: d.hal, Events: d.event, StopTimeout: 2 * time.Second,
-		FirstGetWait: -1, Shadow: shadowsync.Options{Timeout: 10 * time.Second}})
+		FirstGetWait: -1, Shadow: shadowsync.Options{Timeout: 10 * time.Second, Observer: d}})
 	if err != nil {
 		return nil, fmt.Errorf("fleet: device %s: %w", d.thing, err)
 	}

@@ -33,9 +33,10 @@ type driver struct {
 	mu       sync.Mutex
 	changes  map[string]*change // by clientToken
 	order    []*change
-	reported map[int]float64 // last reported level accepted by the cloud, by device
-	reports  int             // accepted reported updates (sensor or level)
-	slots    chan struct{}   // bounds requests in flight (the cloud allows 10 per connection)
+	reported map[int]float64 // reported level in the driver's last get, by device
+	gets     map[int]bool    // devices whose get was answered
+	slots    chan struct{}   // bounds updates in flight (the cloud allows 10 per connection)
+	getSlots chan struct{}   // bounds gets in flight
 }
 
 const driverInFlight = 8
@@ -52,14 +53,21 @@ func newDriver(ctx context.Context, o *Options, host, port string) (*driver, err
 		return nil, fmt.Errorf("fleet: driver connection: %w", err)
 	}
 	d := &driver{conn: c, prefix: o.ThingPrefix, changes: map[string]*change{}, reported: map[int]float64{},
-		slots: make(chan struct{}, driverInFlight)}
+		gets: map[int]bool{}, slots: make(chan struct{}, driverInFlight/2), getSlots: make(chan struct{}, driverInFlight/2)}
 	if err := c.Connect(ctx); err != nil {
 		c.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("fleet: driver cannot reach %s:%s: %w", host, port, err)
 	}
+	// Not update/accepted: every device report is answered there (1,000/s
+	// for a 1,000-device fleet), which would make the driver the
+	// bottleneck. A delta carries the clientToken of the update that made
+	// it, and each change differs from what the device reports, so a
+	// delta with our token means accepted.
 	err = c.SubscribeMany(ctx, []iot.Subscription{
-		{Filter: "$aws/things/+/shadow/update/accepted", QoS: iot.QoS1, Handler: d.onAccepted},
+		{Filter: "$aws/things/+/shadow/update/delta", QoS: iot.QoS1, Handler: d.onDelta},
 		{Filter: "$aws/things/+/shadow/update/rejected", QoS: iot.QoS1, Handler: d.onRejected},
+		{Filter: "$aws/things/+/shadow/get/accepted", QoS: iot.QoS1, Handler: d.onGet},
+		{Filter: "$aws/things/+/shadow/get/rejected", QoS: iot.QoS1, Handler: d.onGetRejected},
 	})
 	if err != nil {
 		c.Close(context.WithoutCancel(ctx))
@@ -86,36 +94,52 @@ func (d *driver) thingIndex(topic string) int {
 	return n - 1
 }
 
-var tokenMark = []byte(`"clientToken":"fleet-drv-`)
+var (
+	tokenMark = []byte(`"clientToken":"fleet-drv-`)
+	getMark   = []byte(`"clientToken":"fleet-get-`)
+)
 
-func (d *driver) onAccepted(m iot.Message) {
+func (d *driver) onDelta(m iot.Message) {
 	if bytes.Contains(m.Payload, tokenMark) {
 		d.answer(m.Payload, 0)
-		return
 	}
-	// A device's report: count it, and remember the reported level.
-	d.mu.Lock()
-	d.reports++
-	d.mu.Unlock()
-	if !bytes.Contains(m.Payload, []byte(`"`+DesiredKey+`"`)) {
-		return
+}
+
+// onGet records the reported level of a thing the driver asked for.
+func (d *driver) onGet(m iot.Message) {
+	if !bytes.Contains(m.Payload, getMark) {
+		return // a device's own get
 	}
 	var doc struct {
 		State struct {
 			Reported map[string]any `json:"reported"`
 		} `json:"state"`
 	}
-	if json.Unmarshal(m.Payload, &doc) != nil {
+	i := d.thingIndex(m.Topic)
+	if json.Unmarshal(m.Payload, &doc) != nil || i < 0 {
 		return
 	}
-	v, ok := doc.State.Reported[DesiredKey].(float64)
-	if !ok {
-		return
-	}
-	if i := d.thingIndex(m.Topic); i >= 0 {
-		d.mu.Lock()
+	d.mu.Lock()
+	if v, ok := doc.State.Reported[DesiredKey].(float64); ok {
 		d.reported[i] = v
-		d.mu.Unlock()
+	}
+	d.gets[i] = true
+	d.mu.Unlock()
+	d.freeGet()
+}
+
+func (d *driver) onGetRejected(m iot.Message) {
+	if bytes.Contains(m.Payload, getMark) {
+		d.freeGet()
+	}
+}
+
+// freeGet returns a get's slot; never blocks (a late answer after getAll
+// gave up finds none).
+func (d *driver) freeGet() {
+	select {
+	case <-d.getSlots:
+	default:
 	}
 }
 
@@ -194,17 +218,56 @@ func (d *driver) expire(after time.Duration) {
 	}
 }
 
-// snapshot returns every change sent and the reported levels.
-func (d *driver) snapshot() ([]change, map[int]float64, int) {
+// snapshot returns every change sent.
+func (d *driver) snapshot() []change {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]change, len(d.order))
 	for i, c := range d.order {
 		out[i] = *c
 	}
-	rep := make(map[int]float64, len(d.reported))
-	for k, v := range d.reported {
-		rep[k] = v
+	return out
+}
+
+// getAll asks the cloud for the shadow of every device in devs and waits
+// (until ctx ends) for the answers; it returns the reported level of each
+// device whose get was answered.
+func (d *driver) getAll(ctx context.Context, things map[int]string) map[int]float64 {
+	d.mu.Lock()
+	clear(d.gets)
+	clear(d.reported)
+	d.mu.Unlock()
+	for i, thing := range things {
+		select {
+		case d.getSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		payload := fmt.Sprintf(`{"clientToken":"fleet-get-%d"}`, i)
+		if _, err := d.conn.Publish(ctx, "$aws/things/"+thing+"/shadow/get", []byte(payload), iot.QoS1, iot.WithoutQueue()); err != nil {
+			d.freeGet()
+		}
 	}
-	return out, rep, d.reports
+	// Wait for the outstanding answers: every slot taken back, or ctx.
+	taken := 0
+	for ; taken < cap(d.getSlots); taken++ {
+		select {
+		case d.getSlots <- struct{}{}:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	for range taken {
+		d.freeGet()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[int]float64{}
+	for i := range things {
+		if v, ok := d.reported[i]; ok && d.gets[i] {
+			out[i] = v
+		}
+	}
+	return out
 }

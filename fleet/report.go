@@ -56,7 +56,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  connect time from start (%d devices): p50 %s, p90 %s, p99 %s, max %s\n", len(r.Connect),
 		ms(Percentile(r.Connect, 50)), ms(Percentile(r.Connect, 90)), ms(Percentile(r.Connect, 99)), ms(Percentile(r.Connect, 100)))
 	Histogram(w, r.Connect)
-	fmt.Fprintf(w, "  desired changes: %d sent, %d accepted, %d rejected", r.Sent, r.Accepted, r.Rejected)
+	fmt.Fprintf(w, "  desired changes: %d scheduled, %d sent, %d accepted, %d rejected", r.Scheduled, r.Sent, r.Accepted, r.Rejected)
 	if len(r.RejectedCodes) > 0 {
 		fmt.Fprintf(w, " %v", r.RejectedCodes)
 	}

@@ -37,6 +37,10 @@ type Report struct {
 	// RejectedCodes by code.
 	Sent, Accepted, Rejected int
 	RejectedCodes            map[int]int
+	// Scheduled is how many changes the schedule called for in the
+	// window; fewer are sent when the driver waits for answers (at most
+	// 4 updates in flight) or the broker is down.
+	Scheduled int
 	// NotApplied counts accepted changes never written to the hardware;
 	// Superseded those of them followed by a newer accepted change for the
 	// same device (the agent converges on the newest value, level-triggered);
@@ -45,7 +49,7 @@ type Report struct {
 	// NotReported.
 	NotApplied, Superseded, NotReported int
 	// Reports counts reported updates the cloud accepted in the window
-	// (seen by the driver); ReportsPerSecond is their rate.
+	// (each device's shadow updates answered 200); ReportsPerSecond is their rate.
 	Reports          int
 	ReportsPerSecond float64
 	SensorErrors     int
@@ -180,7 +184,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// The window: the driver changes desired values; maybe a restart.
 	w0 := time.Now()
 	cpu0 := metrics.CPUTime()
-	_, _, rep0 := drv.snapshot()
+	rep0 := reports(devs)
 	winCtx, endWin := context.WithDeadline(ctx, w0.Add(o.Duration))
 	defer endWin()
 	var drvWG sync.WaitGroup
@@ -215,14 +219,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	<-winCtx.Done()
 	drvWG.Wait()
 	rep.Window = time.Since(w0)
+	rep.Scheduled = int(o.Duration / (o.DesiredEvery / time.Duration(len(devs))))
 	rep.CPU = metrics.CPUTime() - cpu0
 	if o.WindowEnd != nil {
 		o.WindowEnd()
 	}
 	rep.RSS = metrics.RSS()
 	rep.Goroutines, rep.Heap, rep.RuntimeTotal, _ = metrics.ReadRuntime()
-	_, _, rep1 := drv.snapshot()
-	rep.Reports = rep1 - rep0
+	rep.Reports = int(reports(devs) - rep0)
 	rep.ReportsPerSecond = float64(rep.Reports) / rep.Window.Seconds()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -235,8 +239,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if !tDown.IsZero() {
 		quietFrom, quietTo = tDown, tUp.Add(2*o.BackoffMax)
 	}
+	// First every accepted change written to the hardware, then the
+	// cloud's reported value of every device (one get each) equal to its
+	// last accepted desired value.
+	var reported map[int]float64
 	for {
-		account(rep, drv, devs, quietFrom, quietTo)
+		account(rep, drv.snapshot(), devs, reported, quietFrom, quietTo)
+		if rep.NotApplied-rep.Superseded == 0 {
+			gctx, cancel := context.WithDeadline(ctx, settleBy.Add(30*time.Second))
+			reported = drv.getAll(gctx, things(devs))
+			cancel()
+			account(rep, drv.snapshot(), devs, reported, quietFrom, quietTo)
+		}
 		if rep.Lost() == 0 || time.Now().After(settleBy) {
 			break
 		}
@@ -299,8 +313,9 @@ func drive(ctx context.Context, o *Options, drv *driver, devs []*device, w0 time
 
 // account compares what the driver sent and the cloud accepted with what
 // the devices wrote and reported.
-func account(rep *Report, drv *driver, devs []*device, quietFrom, quietTo time.Time) {
-	changes, reported, _ := drv.snapshot()
+// reported is the cloud's reported level per device (nil: not asked yet,
+// every device counts as not reported).
+func account(rep *Report, changes []change, devs []*device, reported map[int]float64, quietFrom, quietTo time.Time) {
 	rep.Sent, rep.Accepted, rep.Rejected = len(changes), 0, 0
 	rep.NotApplied, rep.Superseded, rep.NotReported = 0, 0, 0
 	rep.ApplyEndToEnd, rep.ApplyAgent, rep.ApplySteady = rep.ApplyEndToEnd[:0], rep.ApplyAgent[:0], rep.ApplySteady[:0]
@@ -339,6 +354,24 @@ func account(rep *Report, drv *driver, devs []*device, quietFrom, quietTo time.T
 			rep.NotReported++
 		}
 	}
+}
+
+// reports sums the devices' accepted shadow updates.
+func reports(devs []*device) int64 {
+	var n int64
+	for _, d := range devs {
+		n += d.updates.Load()
+	}
+	return n
+}
+
+// things maps device index to thing name.
+func things(devs []*device) map[int]string {
+	m := make(map[int]string, len(devs))
+	for i, d := range devs {
+		m[i] = d.thing
+	}
+	return m
 }
 
 // Percentile returns the p-th percentile (0–100) of ds by nearest rank (0
