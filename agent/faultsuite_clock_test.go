@@ -63,6 +63,7 @@ func (c *steppedClock) step(d time.Duration) { c.offset.Add(int64(d)) }
 // desired changes are still applied, and the loop's liveness (the systemd
 // watchdog's signal) still turns false when the loop is stuck.
 func TestFaultClockJumps(t *testing.T) {
+	t.Parallel() // runs on real time
 	checkShiftWall(t)
 	c := startCloud(t)
 	h := fake.New()
@@ -124,10 +125,10 @@ func TestFaultClockJumps(t *testing.T) {
 			}
 		}
 		secs := int(window / time.Second)
-		if reads < secs-1 {
+		if reads < secs/2 { // a stall reads nothing for the jump's length
 			t.Errorf("%s: %d temperature reads in %v, want about %d: the 1 s timer stalled", what, reads, window, secs)
 		}
-		if reads > secs+2 || reports > secs+3 {
+		if reads > secs+3 || reports > secs+4 { // catch-up would read thousands
 			t.Errorf("%s: %d reads and %d reports in %v, want about %d: a storm", what, reads, reports, window, secs)
 		}
 		t.Logf("%s: %d reads, %d reports in %v", what, reads, reports, window)
@@ -140,13 +141,13 @@ func TestFaultClockJumps(t *testing.T) {
 		a.waitDoc(t, what+": fan applied", func(d *shadowsync.Document) bool { f, _ := num(d.Reported["fan"]); return int(f) == fan })
 	}
 
-	observe("before any step", 4*time.Second)
+	observe("before any step", 5*time.Second)
 	for _, s := range []struct {
 		name string
 		d    time.Duration
 	}{{"1 h forwards", time.Hour}, {"2 h backwards", -2 * time.Hour}, {"1 day forwards", 24 * time.Hour}} {
 		clk.step(s.d)
-		observe("after "+s.name, 4*time.Second)
+		observe("after "+s.name, 5*time.Second)
 		apply("after " + s.name)
 	}
 
