@@ -26,6 +26,9 @@ if [ "${KNOWN:-0}" = 1 ]; then known=true; fi
 # log lines; pipefail keeps go test's verdict.
 summary() { awk '/^(=== RUN|--- |ok|FAIL|PASS|panic)/ || /^ +--- / || (/faultsuite_/ && !/level=/)'; }
 
+# The tagged files are outside test.sh's plain go vet.
+go vet -tags faults ./agent/ ./localcloud/
+
 echo "== fault suite (seed $seed: $restarts broker restarts, $kills kill -9, $silences silent links)"
 go test -tags faults -count=1 -timeout 30m -v -run '^TestFault' ./agent/ \
   -faults.seed="$seed" -faults.restarts="$restarts" -faults.kills="$kills" \
