@@ -36,7 +36,7 @@ type driver struct {
 	reported map[int]float64 // reported level in the driver's last get, by device
 	gets     map[int]bool    // devices whose get was answered
 	slots    chan struct{}   // bounds updates in flight (the cloud allows 10 per connection)
-	getSlots chan struct{}   // bounds gets in flight
+	getSlots chan struct{}   // bounds gets in flight (only after the updates are over)
 }
 
 const driverInFlight = 8
@@ -53,7 +53,7 @@ func newDriver(ctx context.Context, o *Options, host, port string) (*driver, err
 		return nil, fmt.Errorf("fleet: driver connection: %w", err)
 	}
 	d := &driver{conn: c, prefix: o.ThingPrefix, changes: map[string]*change{}, reported: map[int]float64{},
-		gets: map[int]bool{}, slots: make(chan struct{}, driverInFlight/2), getSlots: make(chan struct{}, driverInFlight/2)}
+		gets: map[int]bool{}, slots: make(chan struct{}, driverInFlight), getSlots: make(chan struct{}, driverInFlight)}
 	if err := c.Connect(ctx); err != nil {
 		c.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("fleet: driver cannot reach %s:%s: %w", host, port, err)

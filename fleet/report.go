@@ -71,6 +71,9 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  lost updates: %d (accepted but not applied: %d, of them superseded by a newer value: %d; last value not reported: %d)\n",
 		r.Lost(), r.NotApplied, r.Superseded, r.NotReported)
+	for _, m := range r.Missing {
+		fmt.Fprintf(w, "    %s\n", m)
+	}
 	fmt.Fprintf(w, "  reports accepted by the cloud: %d (%.0f/s; %.2f per device per second); sensor read errors: %d\n",
 		r.Reports, r.ReportsPerSecond, r.ReportsPerSecond/float64(r.Devices), r.SensorErrors)
 	n := float64(r.Devices)

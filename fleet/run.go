@@ -39,7 +39,7 @@ type Report struct {
 	RejectedCodes            map[int]int
 	// Scheduled is how many changes the schedule called for in the
 	// window; fewer are sent when the driver waits for answers (at most
-	// 4 updates in flight) or the broker is down.
+	// 8 updates in flight) or the broker is down.
 	Scheduled int
 	// NotApplied counts accepted changes never written to the hardware;
 	// Superseded those of them followed by a newer accepted change for the
@@ -48,6 +48,9 @@ type Report struct {
 	// cloud last accepted as reported. Lost = NotApplied − Superseded +
 	// NotReported.
 	NotApplied, Superseded, NotReported int
+	// Missing describes the first few lost changes (thing, value, what
+	// the hardware and the cloud have), for a look at that device.
+	Missing []string
 	// Reports counts reported updates the cloud accepted in the window
 	// (each device's shadow updates answered 200); ReportsPerSecond is their rate.
 	Reports          int
@@ -318,6 +321,12 @@ func drive(ctx context.Context, o *Options, drv *driver, devs []*device, w0 time
 func account(rep *Report, changes []change, devs []*device, reported map[int]float64, quietFrom, quietTo time.Time) {
 	rep.Sent, rep.Accepted, rep.Rejected = len(changes), 0, 0
 	rep.NotApplied, rep.Superseded, rep.NotReported = 0, 0, 0
+	rep.Missing = rep.Missing[:0]
+	miss := func(format string, a ...any) {
+		if len(rep.Missing) < 10 {
+			rep.Missing = append(rep.Missing, fmt.Sprintf(format, a...))
+		}
+	}
 	rep.ApplyEndToEnd, rep.ApplyAgent, rep.ApplySteady = rep.ApplyEndToEnd[:0], rep.ApplyAgent[:0], rep.ApplySteady[:0]
 	clear(rep.RejectedCodes)
 	last := map[int]int{} // device → index of its last accepted change
@@ -340,6 +349,8 @@ func account(rep *Report, changes []change, devs []*device, reported map[int]flo
 			rep.NotApplied++
 			if last[c.dev] != i {
 				rep.Superseded++
+			} else {
+				miss("%s: desired %v sent %s, never written to the hardware", devs[c.dev].thing, c.value, c.sent.Format("15:04:05.000"))
 			}
 			continue
 		}
@@ -352,6 +363,17 @@ func account(rep *Report, changes []change, devs []*device, reported map[int]flo
 	for dev, i := range last {
 		if v, ok := reported[dev]; !ok || v != changes[i].value {
 			rep.NotReported++
+			if reported != nil {
+				st := devs[dev].ag.Status()
+				var hw, res any
+				for _, k := range st.Keys {
+					if k.Key == DesiredKey {
+						hw, res = k.Hardware, k.Status
+					}
+				}
+				miss("%s: desired %v sent %s; the cloud's reported %v (answered %v); hardware %v, result %v, connection %s",
+					devs[dev].thing, changes[i].value, changes[i].sent.Format("15:04:05.000"), v, ok, hw, res, st.Connection.State)
+			}
 		}
 	}
 }
