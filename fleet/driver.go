@@ -190,12 +190,20 @@ func (d *driver) set(ctx context.Context, dev int, thing string, value float64, 
 	d.changes[token] = c
 	d.order = append(d.order, c)
 	d.mu.Unlock()
-	if _, err := d.conn.Publish(ctx, "$aws/things/"+thing+"/shadow/update", []byte(payload), iot.QoS1, iot.WithoutQueue()); err != nil {
-		// Not sent (the broker is down): not accepted, nothing to lose.
+	// Not the caller's context: a window that ends during the wait for
+	// PUBACK must not make a change the broker took look unsent.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := d.conn.Publish(pctx, "$aws/things/"+thing+"/shadow/update", []byte(payload), iot.QoS1, iot.WithoutQueue()); err != nil {
+		// Probably not sent (the broker is down); a delta that still
+		// comes counts it as accepted.
 		d.mu.Lock()
-		delete(d.changes, token)
+		free := !c.expired
+		c.expired = true
 		d.mu.Unlock()
-		<-d.slots
+		if free {
+			<-d.slots
+		}
 	}
 }
 
