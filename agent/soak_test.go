@@ -189,8 +189,7 @@ func TestSoak(t *testing.T) {
 	last := samples[len(samples)-1]
 	fmt.Fprintf(&trend, "  after warm-up: RSS %+d kB (max %+d kB), heap %+d KiB, goroutines %d → %d (max %d)\n",
 		last.rssKB-base.rssKB, maxRSS-base.rssKB, (last.heap-base.heap)>>10, base.gors, last.gors, maxG)
-	t.Log(trend.String())
-	fmt.Print(trend.String()) // shown without -v too: scripts/test.sh prints the trend
+	fmt.Print(trend.String()) // the trend, in every run's output (scripts/soak.sh keeps these lines)
 
 	if maxG > base.gors+2 {
 		t.Errorf("goroutines grew from %d to %d after warm-up", base.gors, maxG)
