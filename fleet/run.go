@@ -292,6 +292,9 @@ func drive(ctx context.Context, o *Options, drv *driver, devs []*device, w0 time
 	lastExpire := w0
 	for k := 0; ; k++ {
 		at := w0.Add(time.Duration(k) * slot)
+		if !at.Before(w0.Add(o.Duration)) {
+			return
+		}
 		if wait := time.Until(at); wait > 0 {
 			t.Reset(wait)
 			select {
