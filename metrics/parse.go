@@ -20,8 +20,8 @@ func (s Samples) Get(series string) (float64, bool) {
 }
 
 // Parse reads the text exposition format 0.0.4 strictly, the way WriteText
-// writes it, and returns every sample. It is the check used by tests and by
-// `agent fleet` when it scrapes: every family has HELP then TYPE before its
+// writes it, and returns every sample. It is the check the tests use (here, in
+// agent, localcloud and cmd/agent) and a fuzz target: every family has HELP then TYPE before its
 // samples, sample names belong to the family (histograms: _bucket with le,
 // _sum, _count), label names and values are well formed and escaped, values
 // parse, histogram buckets are cumulative, end with le="+Inf" and equal
