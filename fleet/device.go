@@ -176,6 +176,10 @@ func newDevice(o *Options, idx int, root, host, port string) (*device, error) {
 	}
 	d.hal = fake.New(fake.WithLogLimit(32), fake.WithSeed(uint64(idx+1)))
 	d.hal.Bus("1").Attach(0x44, &drift{SHT3x: chips.NewSHT3x()})
+	// FirstGetWait -1: open the outputs at their boot values at once
+	// instead of waiting up to 3 s for the first get; with a thousand
+	// devices starting together that wait only stretches the start-up,
+	// and the steady state is the same.
 	d.ag, err = agent.New(cfg, agent.Deps{HAL: d.hal, Events: d.event, StopTimeout: 2 * time.Second,
 		FirstGetWait: -1, Shadow: shadowsync.Options{Timeout: 10 * time.Second, Observer: d}})
 	if err != nil {
