@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -59,7 +60,7 @@ func newEmbedded(o *Options) (_ *embedded, err error) {
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{o.Logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "broker")})}),
 	})
-	if err := e.srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	if err := e.srv.AddHook(&shadowACL{open: o.OpenResponseTopics}, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
 	if o.Listen != "" {
@@ -202,3 +203,40 @@ func (q quietHandler) Handle(ctx context.Context, r slog.Record) error {
 
 func (q quietHandler) WithAttrs(as []slog.Attr) slog.Handler { return quietHandler{q.h.WithAttrs(as)} }
 func (q quietHandler) WithGroup(n string) slog.Handler       { return quietHandler{q.h.WithGroup(n)} }
+
+// shadowACL lets every client connect and use every topic, except publish
+// on the shadow response topics unless open: only the shadow service (the
+// broker's inline client, which mochi does not check) answers there.
+type shadowACL struct {
+	auth.AllowHook
+	open bool
+}
+
+// ID names the hook in mochi's logs.
+func (h *shadowACL) ID() string { return "shadow-acl" }
+
+// OnACLCheck refuses a client's publish on a response topic.
+func (h *shadowACL) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	return h.open || !write || !isResponseTopic(topic)
+}
+
+// isResponseTopic reports whether topic is one the shadow service
+// publishes on: a request topic followed by /accepted or /rejected, or
+// update's /delta and /documents.
+func isResponseTopic(topic string) bool {
+	i := strings.LastIndexByte(topic, '/')
+	if i < 0 {
+		return false
+	}
+	_, op, ok := shadow.ParseTopic(topic[:i])
+	if !ok {
+		return false
+	}
+	switch topic[i+1:] {
+	case "accepted", "rejected":
+		return true
+	case "delta", "documents":
+		return op == shadow.OpUpdate
+	}
+	return false
+}

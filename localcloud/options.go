@@ -94,6 +94,14 @@ type Options struct {
 	// in flight (see NewMetrics).
 	Metrics *Metrics
 
+	// OpenResponseTopics lets any client of the embedded broker publish on
+	// the shadow response topics (…/accepted, …/rejected, update/delta,
+	// update/documents). Off, only the shadow service does, as under a
+	// least-privilege AWS IoT policy, and a client that tries is
+	// disconnected: a forged delta with an absurd version would otherwise
+	// wedge a device's version gate. For tests that play the service.
+	OpenResponseTopics bool
+
 	// Logger receives the service's logs (nil = discard).
 	Logger *slog.Logger
 	// Now is the clock used for shadow timestamps and rate limits (nil =
