@@ -93,6 +93,8 @@ type cloud struct {
 	dir  string
 	addr string
 	srv  *localcloud.Server
+	// opts, when set, adjusts the options at every start.
+	opts func(*localcloud.Options)
 }
 
 func startCloud(t *testing.T) *cloud {
@@ -107,6 +109,9 @@ func (c *cloud) start() {
 	o := localcloud.DefaultOptions()
 	o.Listen, o.DataDir = c.addr, c.dir
 	o.RatePerThing, o.MaxInFlight = 0, 0
+	if c.opts != nil {
+		c.opts(&o)
+	}
 	s, err := localcloud.New(o)
 	if err != nil {
 		c.t.Fatal(err)
