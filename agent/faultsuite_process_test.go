@@ -122,6 +122,8 @@ func TestFaultChild(t *testing.T) {
 	cfg := parseConfig(t, string(yaml), "")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h := &recordingHAL{HAL: fake.New(), w: os.Stdout}
+	// Short waits so a killed cloud connection is retried quickly.
+	shadowOpts := shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
 	if s := os.Getenv(envChildStats); s != "" {
 		every, err := time.ParseDuration(s)
 		if err != nil {
@@ -135,9 +137,10 @@ func TestFaultChild(t *testing.T) {
 			}
 		}()
 		h.w = io.Discard // 20 sensors and a change a minute: keep stdout for samples
+		shadowOpts = shadowsync.Options{} // the soak runs as shipped (10 s request timeout)
 	}
 	ag, err := New(cfg, Deps{HAL: h, Endpoint: "tcp://" + os.Getenv(envChildEndpoint), Logger: log, SysRoot: os.Getenv(envChildSysRoot),
-		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
+		Shadow: shadowOpts})
 	if err != nil {
 		t.Fatal(err)
 	}
