@@ -136,7 +136,7 @@ func TestFaultChild(t *testing.T) {
 				printStats(os.Stdout)
 			}
 		}()
-		h.w = io.Discard // 20 sensors and a change a minute: keep stdout for samples
+		h.w = io.Discard                  // 20 sensors and a change a minute: keep stdout for samples
 		shadowOpts = shadowsync.Options{} // the soak runs as shipped (10 s request timeout)
 	}
 	ag, err := New(cfg, Deps{HAL: h, Endpoint: "tcp://" + os.Getenv(envChildEndpoint), Logger: log, SysRoot: os.Getenv(envChildSysRoot),
