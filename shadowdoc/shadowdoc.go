@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"math/big"
 )
 
@@ -36,7 +37,9 @@ func Decode(b []byte) (any, error) {
 
 // Equal compares two JSON values as AWS compares desired and reported:
 // objects by keys, arrays whole and in order, numbers by value (1 == 1.0 ==
-// 1e0, exactly, however large).
+// 1e0, exactly, however large). Values may also hold Go numbers (float64,
+// int, …: what the device computed or read from its state file); those
+// compare with any number at float64 precision.
 func Equal(a, b any) bool {
 	switch x := a.(type) {
 	case map[string]any:
@@ -65,7 +68,7 @@ func Equal(a, b any) bool {
 	case json.Number:
 		y, ok := b.(json.Number)
 		if !ok {
-			return false
+			return floatEqual(a, b)
 		}
 		if x == y {
 			return true
@@ -73,6 +76,8 @@ func Equal(a, b any) bool {
 		rx, okx := new(big.Rat).SetString(string(x))
 		ry, oky := new(big.Rat).SetString(string(y))
 		return okx && oky && rx.Cmp(ry) == 0
+	case float64, float32, int, int64, int32, uint64:
+		return floatEqual(a, b)
 	case string:
 		y, ok := b.(string)
 		return ok && x == y
@@ -83,6 +88,37 @@ func Equal(a, b any) bool {
 		return b == nil
 	}
 	return false
+}
+
+// floatEqual compares two numbers of which at least one is a Go number
+// (a value the device computed or read back from a Go-encoded file), at
+// float64 precision: 20.8 computed equals "20.8" received. Two json.Numbers
+// never come here; they compare exactly.
+func floatEqual(a, b any) bool {
+	fa, oka := float(a)
+	fb, okb := float(b)
+	return oka && okb && fa == fb
+}
+
+func float(v any) (float64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	}
+	return 0, false
 }
 
 // Clone deep-copies a JSON value.

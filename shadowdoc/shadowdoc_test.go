@@ -46,6 +46,27 @@ func TestEqualExactNumbers(t *testing.T) {
 	if Equal(json.Number("12345678901234567890"), json.Number("12345678901234567891")) {
 		t.Error("different big numbers compare equal (float rounding)")
 	}
+	// Go numbers (what a device computed, or read from its state file)
+	// compare with received ones by value, at float64 precision.
+	for _, c := range []struct {
+		a, b any
+		eq   bool
+	}{
+		{20.8, json.Number("20.8"), true},
+		{json.Number("25"), 25, true},
+		{map[string]any{"t": 20.5}, map[string]any{"t": json.Number("2.05e1")}, true},
+		{[]any{1.0, int64(2)}, []any{json.Number("1"), json.Number("2.0")}, true},
+		{20.8, json.Number("20.9"), false},
+		{25.0, "25", false},
+		{json.Number("1e400"), 1.0, false},
+	} {
+		if got := Equal(c.a, c.b); got != c.eq {
+			t.Errorf("Equal(%#v, %#v) = %v, want %v", c.a, c.b, got, c.eq)
+		}
+		if got := Equal(c.b, c.a); got != c.eq {
+			t.Errorf("Equal(%#v, %#v) = %v, want %v", c.b, c.a, got, c.eq)
+		}
+	}
 	if _, err := Decode([]byte(`{} x`)); err == nil {
 		t.Error("trailing data accepted")
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pinshadow/pinshadow/devices"
 	"github.com/pinshadow/pinshadow/filter"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // JSON values handled here are what encoding/json decodes into any, with or
@@ -44,47 +45,8 @@ func number(v any) (float64, bool) {
 }
 
 // jsonEqual compares two JSON values; numbers compare by value whatever
-// their Go type.
-func jsonEqual(a, b any) bool {
-	if fa, ok := number(a); ok {
-		fb, ok := number(b)
-		return ok && fa == fb
-	}
-	switch x := a.(type) {
-	case nil:
-		return b == nil
-	case string:
-		y, ok := b.(string)
-		return ok && x == y
-	case bool:
-		y, ok := b.(bool)
-		return ok && x == y
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			w, ok := y[k]
-			if !ok || !jsonEqual(v, w) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !jsonEqual(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
+// their Go type (float64 from the state file, json.Number from the cloud).
+func jsonEqual(a, b any) bool { return shadowdoc.Equal(a, b) }
 
 // answer is the form in which a desired value is remembered (KeyState.
 // Answers): JSON-encodable and stable through a JSON round trip. A number
