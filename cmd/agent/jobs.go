@@ -39,7 +39,7 @@ func runJobs(ctx context.Context, e *env, args []string) error {
 	jobID := fs.String("job-id", "", "job ID (1–64 of a-z A-Z 0-9 _ -); required for create, describe, cancel and remove")
 	var things stringList
 	fs.Var(&things, "thing", "create: a target thing (repeatable); list: list this thing's executions; describe, cancel, remove: this thing's execution")
-	document := fs.String("document", "", "create: the job document, a JSON object: inline ('{\"operation\":\"reboot\"}'), @FILE or a FILE path")
+	document := fs.String("document", "", "create: the job document, a JSON object: inline ('{\"type\":\"reboot\"}'), @FILE or a FILE path")
 	description := fs.String("description", "", "create: free-text description")
 	inProgress := fs.Duration("in-progress-timeout", 0, "create: time out executions that stay IN_PROGRESS this long (whole minutes, 1m–168h; default none)")
 	status := fs.String("status", "", "list: only jobs (IN_PROGRESS, CANCELED, COMPLETED) or executions (QUEUED, IN_PROGRESS, SUCCEEDED, …) in this status")
