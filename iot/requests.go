@@ -41,3 +41,23 @@ func (r Requests) Unsubscribe(ctx context.Context, filters ...string) error {
 	}
 	return nil
 }
+
+// CallOnOnline calls f for every EventOnline on events (a Watch channel)
+// until ctx is done or events is closed. It blocks: run it on a goroutine
+// the caller owns. The shadow and jobs clients use it to resync after every
+// reconnect.
+func CallOnOnline(ctx context.Context, events <-chan Event, f func()) {
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Type == EventOnline {
+				f()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}

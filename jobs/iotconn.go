@@ -29,19 +29,7 @@ func NewIOT(ctx context.Context, ic *iot.Client, thing string, opts Options) (*C
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		for {
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				if ev.Type == iot.EventOnline {
-					c.Reconnected()
-				}
-			case <-c.ctx.Done():
-				return
-			}
-		}
+		iot.CallOnOnline(c.ctx, events, c.Reconnected)
 	}()
 	return c, nil
 }
