@@ -200,6 +200,12 @@ func (c *Client) Discover(ctx context.Context, thing string) (*Response, error) 
 	}
 	r, err := Parse(body)
 	if err != nil {
+		if rctx.Err() != nil {
+			// The deadline passed while the answer came in: a cut-short or
+			// empty body is the timeout's doing, not a malformed answer
+			// (seen under emulation, where the server saw the cancel first).
+			return nil, c.failed(ctx, rctx, thing, rctx.Err())
+		}
 		return nil, fmt.Errorf("discovery for thing %q from %s: %w", thing, c.base.Host, err)
 	}
 	return r, nil
