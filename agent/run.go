@@ -142,8 +142,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	r.stop(ctx)
 	a.emit(Event{Kind: EventStopped})
+	if errors.Is(err, errStopping) {
+		return nil // asked to stop while starting: a normal stop
+	}
 	return err
 }
+
+// errStopping ends start when ctx ends part-way: what failed then failed
+// because of the stop (an open cancelled), not because of the hardware, and
+// must not be reported as a fault (the supervisor would fail a trial on it).
+var errStopping = errors.New("agent: stopping")
 
 // start does everything before the loop: devices, boot/restore, connection,
 // shadows.
@@ -228,7 +236,13 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	r.buses = devices.NewSharedBuses(r.hal)
 	env := devices.Env{Lines: r.hal, Buses: r.buses, SysRoot: a.deps.SysRoot}
 	for _, d := range r.cfg.Devices {
+		if ctx.Err() != nil {
+			return errStopping
+		}
 		dev, err := a.deps.Registry.Open(ctx, d.Driver, env, withInitial(d.Options, initial[d.ID]))
+		if err != nil && ctx.Err() != nil {
+			return errStopping
+		}
 		if err != nil {
 			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
 			r.fail(err)
