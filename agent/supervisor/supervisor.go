@@ -492,10 +492,20 @@ func (s *Supervisor) watch(ctx context.Context, g *Generation, done <-chan error
 				}
 			}
 		case msg := <-g.faults:
+			// A stop wins over what happened during it (a select picks
+			// among ready cases at random): a fault from the agent going
+			// down is not the trial failing, and the next start finishes
+			// an unfinished trial anyway.
+			if ctx.Err() != nil {
+				return outcome{kind: outStopped, trial: trial}
+			}
 			if trial {
 				return outcome{kind: outFailed, trial: true, reason: "a device failed: " + msg}
 			}
 		case <-ready:
+			if ctx.Err() != nil {
+				return outcome{kind: outStopped, trial: trial}
+			}
 			ready = nil
 			// A device fault emitted before convergence is already queued.
 			select {
@@ -508,6 +518,9 @@ func (s *Supervisor) watch(ctx context.Context, g *Generation, done <-chan error
 			}
 			trial, deadline = false, nil
 		case <-deadline:
+			if ctx.Err() != nil {
+				return outcome{kind: outStopped, trial: trial}
+			}
 			if a == nil { // started at the same moment: explain with it
 				select {
 				case a = <-g.started:

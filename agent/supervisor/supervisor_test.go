@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -408,5 +409,87 @@ func TestEarlierSwitchIsNotAppliedAgain(t *testing.T) {
 	}
 	if _, err := h2.sup.Outcome(context.Background(), "j0"); !errors.Is(err, ErrNoSwitch) {
 		t.Fatalf("Outcome of an unknown job: %v", err)
+	}
+}
+
+// hookHandler is a slog.Handler calling on with every message: the test
+// acts at an exact point of the supervisor's code.
+type hookHandler struct{ on func(msg string) }
+
+func (h hookHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h hookHandler) Handle(_ context.Context, r slog.Record) error {
+	h.on(r.Message)
+	return nil
+}
+func (h hookHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h hookHandler) WithGroup(string) slog.Handler      { return h }
+
+// A stop during a trial leaves the trial to the next start, even when the
+// agent going down reports a device fault (an open cancelled by the stop)
+// before the supervisor looks: the stop is not the new configuration
+// failing, and the file must not be rolled back under the process.
+// The fault is queued before the supervisor's select runs, so a select
+// that picked at random would roll back about half the rounds.
+func TestStopDuringTrialIsNotARollback(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		path := filepath.Join(t.TempDir(), "agent.yaml")
+		if err := os.WriteFile(path, []byte(cfgText("good")), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		faulted := make(chan struct{})
+		first := make(chan struct{})
+		hook := func(msg string) {
+			if msg != "apply-config: verifying the new configuration" {
+				return
+			}
+			cancel() // the stop, with the supervisor just short of its select
+			select {
+			case <-faulted:
+			case <-time.After(wait):
+				t.Error("the trial's agent never reported its fault")
+			}
+		}
+		sup, err := New(Options{Path: path, Clock: &fakeClock{timers: make(chan chan time.Time, 1)},
+			Logger: slog.New(hookHandler{on: hook}),
+			Run: func(ctx context.Context, g *Generation) error {
+				if !g.Trial {
+					close(first)
+					<-ctx.Done()
+					return nil
+				}
+				<-ctx.Done()
+				g.Observe(agent.Event{Kind: agent.EventFault, Device: "heater",
+					Message: `opening device "heater" (relay, GPIO17): context canceled`})
+				close(faulted)
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- sup.Run(ctx) }()
+		select {
+		case <-first:
+		case <-time.After(wait):
+			t.Fatal("the first generation did not start")
+		}
+		if err := sup.Apply(context.Background(), Request{Job: "j", Data: []byte(cfgText("slow"))}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: Run: %v", round, err)
+			}
+		case <-time.After(wait):
+			t.Fatal("the supervisor did not stop")
+		}
+		if b, _ := os.ReadFile(path); string(b) != cfgText("slow") {
+			t.Fatalf("round %d: the stop rolled the file back:\n%s", round, b)
+		}
+		if r, err := loadRecord(RecordPath(path)); err != nil || r == nil || r.Phase != PhaseVerifying {
+			t.Fatalf("round %d: record after the stop %+v (%v), want verifying: the next start decides", round, r, err)
+		}
 	}
 }

@@ -451,9 +451,10 @@ func TestApplyConfigJobKilledDuringVerification(t *testing.T) {
 	next := w.config("", "1") // never converges: the verification lasts its full 2m
 	w.app.create(t, "cfg-1", applyDoc(next))
 	d.logs.waitFor(t, "apply-config: verifying the new configuration")
+	logs := d.logs
 	w.stopDaemon()
-	if w.file() != next {
-		t.Fatal("the new file should be in place while it is verified")
+	if got := w.file(); got != next {
+		t.Fatalf("the new file should be in place while it is verified; the file:\n%s\nlogs:\n%s", got, logs)
 	}
 
 	d = w.startDaemon()
