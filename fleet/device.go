@@ -129,6 +129,28 @@ func (d *device) event(e agent.Event) {
 	}
 }
 
+// reconnectAfter returns when the device came back after losing its
+// connection at or after t: its first connection after its first
+// disconnection since t. (The broker can accept a device while a restart
+// is still finishing, before the caller's "broker up" time: the first
+// connection after t alone would miss it.)
+func (d *device) reconnectAfter(t time.Time) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, off := range d.offlines {
+		if off.Before(t) {
+			continue
+		}
+		for _, on := range d.onlines {
+			if !on.Before(off) {
+				return on, true
+			}
+		}
+		break
+	}
+	return time.Time{}, false
+}
+
 // firstOnlineAfter returns the first connection at or after t.
 func (d *device) firstOnlineAfter(t time.Time) (time.Time, bool) {
 	d.mu.Lock()

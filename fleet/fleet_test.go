@@ -102,3 +102,39 @@ func TestRestartedBrokerEveryoneReconnects(t *testing.T) {
 		t.Errorf("only %d changes accepted", rep.Accepted)
 	}
 }
+
+// A reconnect is the first connection after the device lost its link at or
+// after the drop, even when it comes before the restart call returned.
+func TestReconnectAfter(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	for _, tc := range []struct {
+		name              string
+		onlines, offlines []int
+		want              int // -1: not reconnected
+	}{
+		{name: "back after the drop", onlines: []int{0, 500}, offlines: []int{100}, want: 500},
+		{name: "back while the restart was finishing", onlines: []int{0, 110}, offlines: []int{100}, want: 110},
+		{name: "never back", onlines: []int{0}, offlines: []int{100}, want: -1},
+		{name: "never dropped", onlines: []int{0}, want: -1},
+		{name: "an earlier drop does not count", onlines: []int{0, 30, 700}, offlines: []int{20, 300}, want: 700},
+	} {
+		d := &device{}
+		for _, ms := range tc.onlines {
+			d.onlines = append(d.onlines, at(ms))
+		}
+		for _, ms := range tc.offlines {
+			d.offlines = append(d.offlines, at(ms))
+		}
+		got, ok := d.reconnectAfter(at(50))
+		if tc.want < 0 {
+			if ok {
+				t.Errorf("%s: reconnected at %v, want not", tc.name, got.Sub(t0))
+			}
+			continue
+		}
+		if !ok || !got.Equal(at(tc.want)) {
+			t.Errorf("%s: %v %v, want %dms", tc.name, got.Sub(t0), ok, tc.want)
+		}
+	}
+}

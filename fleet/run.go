@@ -271,8 +271,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if !tDown.IsZero() {
 		rr := &RestartReport{At: tDown.Sub(w0), Downtime: tUp.Sub(tDown), BackoffMax: o.BackoffMax}
 		for _, d := range devs {
-			if t, ok := d.firstOnlineAfter(tUp); ok {
-				rr.SinceUp = append(rr.SinceUp, t.Sub(tUp))
+			if t, ok := d.reconnectAfter(tDown); ok {
+				// Back before restart returned (its listener was up): 0.
+				rr.SinceUp = append(rr.SinceUp, max(0, t.Sub(tUp)))
 				rr.SinceDown = append(rr.SinceDown, t.Sub(tDown))
 			} else {
 				rr.NotReconnected++
