@@ -164,3 +164,67 @@ func TestAgentThroughGreengrassDiscovery(t *testing.T) {
 		heaterFollows(t, c, true)
 	})
 }
+
+// A device that boots with no network must not leave its outputs undriven
+// while discovery runs to its timeouts: past FirstGetWait they are opened at
+// their boot values, and a stop during discovery is a normal stop.
+func TestDiscoveryDoesNotHoldTheOutputs(t *testing.T) {
+	pki := t.TempDir()
+	if err := devcerts.WriteSet(pki, "gg1", false); err != nil {
+		t.Fatal(err)
+	}
+	// A discovery endpoint that accepts and never answers (a link that
+	// drops everything would do the same, one timeout per try).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(held)
+				return
+			}
+			held <- c
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for c := range held {
+			c.Close()
+		}
+	})
+	yaml := strings.Replace(ggConfig(pki, "127.0.0.1:"+freePort(t), ln.Addr().String()), "timeout: 2s", "timeout: 5m", 1)
+	cfg := parseConfig(t, yaml, t.TempDir())
+	h := fake.New(fake.WithPins("pinctrl-bcm2711/17"))
+	ag, err := New(cfg, Deps{HAL: h, FirstGetWait: 50 * time.Millisecond, StopTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), wait)
+	op, err := h.Log().Wait(wctx, fake.Match(fake.OpOpen, "pinctrl-bcm2711/17"))
+	wcancel()
+	if err != nil {
+		cancel()
+		<-done
+		t.Fatalf("the heater was not opened while discovery hung: %v", err)
+	}
+	if op.Level {
+		t.Errorf("heater opened at %v, want its boot value (off)", op.Level)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("a stop during discovery: Run returned %v, want nil", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return after a stop during discovery")
+	}
+}

@@ -184,8 +184,11 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		r.stateError(err)
 	}
 	r.state = clampFuture(st, a.clock.Now())
-	cl, via, err := a.newClient(ctx, r.cfg) // Greengrass discovery, when configured
+	cl, via, err := r.newClient(ctx, now) // Greengrass discovery, when configured
 	if err != nil {
+		if ctx.Err() != nil {
+			return errStopping
+		}
 		return err
 	}
 	r.ic, r.via = cl, via
@@ -227,32 +230,15 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	go r.connect(ictx)
 	go r.publishTelemetry(ictx)
 
-	// Wait a little for the shadows (bounded): the outputs can then be
-	// opened at the level desired asks for, instead of restoring the last
-	// applied value and switching again once the shadow arrives.
-	mirrors := r.awaitFirstGet(ctx)
-	initial := r.initialLevels(now, mirrors)
-
-	r.buses = devices.NewSharedBuses(r.hal)
-	env := devices.Env{Lines: r.hal, Buses: r.buses, SysRoot: a.deps.SysRoot}
-	for _, d := range r.cfg.Devices {
-		if ctx.Err() != nil {
-			return errStopping
+	if r.buses == nil { // not opened while discovery ran
+		// Wait a little for the shadows (bounded): the outputs can then be
+		// opened at the level desired asks for, instead of restoring the
+		// last applied value and switching again once the shadow arrives.
+		mirrors := r.awaitFirstGet(ctx)
+		if err := r.openDevices(ctx, now, r.initialLevels(now, mirrors)); err != nil {
+			return err
 		}
-		dev, err := a.deps.Registry.Open(ctx, d.Driver, env, withInitial(d.Options, initial[d.ID]))
-		if err != nil && ctx.Err() != nil {
-			return errStopping
-		}
-		if err != nil {
-			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
-			r.fail(err)
-			a.emit(Event{Kind: EventFault, Device: d.ID, Message: err.Error()})
-			dev = &brokenDevice{cfg: d, props: d.Properties, err: err, failures: 1, retryAt: now.Add(backoff().Delay(1))}
-		}
-		r.devs[d.ID] = dev
 	}
-	r.env = env
-	r.indexProps()
 
 	// What the outputs hold now.
 	r.obs = map[reconcile.Output]devices.Value{}
@@ -266,6 +252,77 @@ func (r *runner) start(ctx, ictx context.Context) error {
 
 	r.startWatchers(ictx)
 	return nil
+}
+
+// openDevices opens every configured device, outputs at initial. A device
+// that cannot be opened is reported and kept as broken (retried later); it
+// returns errStopping only when ctx ends.
+func (r *runner) openDevices(ctx context.Context, now time.Time, initial map[string]devices.Value) error {
+	a := r.a
+	r.buses = devices.NewSharedBuses(r.hal)
+	r.env = devices.Env{Lines: r.hal, Buses: r.buses, SysRoot: a.deps.SysRoot}
+	for _, d := range r.cfg.Devices {
+		if ctx.Err() != nil {
+			return errStopping
+		}
+		dev, err := a.deps.Registry.Open(ctx, d.Driver, r.env, withInitial(d.Options, initial[d.ID]))
+		if err != nil && ctx.Err() != nil {
+			return errStopping
+		}
+		if err != nil {
+			err = fmt.Errorf("opening device %q (%s, %s): %w", d.ID, d.Driver, d.Wiring, err)
+			r.fail(err)
+			a.emit(Event{Kind: EventFault, Device: d.ID, Message: err.Error()})
+			dev = &brokenDevice{cfg: d, props: d.Properties, err: err, failures: 1, retryAt: now.Add(backoff().Delay(1))}
+		}
+		r.devs[d.ID] = dev
+	}
+	r.indexProps()
+	return nil
+}
+
+// newClient creates the connection. Greengrass discovery can take long (no
+// network yet at boot: every try runs to its timeout), and the outputs do
+// not wait for it: past Deps.FirstGetWait they are opened at their boot or
+// restored values, as when the cloud is unreachable.
+func (r *runner) newClient(ctx context.Context, now time.Time) (*iot.Client, string, error) {
+	a := r.a
+	if !r.cfg.Connection.Discovery.Enabled || a.deps.Endpoint != "" {
+		return a.newClient(ctx, r.cfg)
+	}
+	type result struct {
+		cl  *iot.Client
+		via string
+		err error
+	}
+	res := make(chan result, 1)
+	go func() { // ends with newClient, which ends with ctx; awaited below
+		cl, via, err := a.newClient(ctx, r.cfg)
+		res <- result{cl, via, err}
+	}()
+	wctx, cancel := context.WithTimeout(ctx, a.deps.FirstGetWait)
+	defer cancel()
+	select {
+	case x := <-res:
+		return x.cl, x.via, x.err
+	case <-wctx.Done():
+	}
+	var openErr error
+	if ctx.Err() == nil {
+		a.log.Warn("Greengrass discovery is taking a while; opening the devices at their boot or restored values meanwhile",
+			"waited", a.deps.FirstGetWait)
+		openErr = r.openDevices(ctx, now, r.initialLevels(now, nil))
+	}
+	x := <-res
+	if openErr != nil {
+		if x.cl != nil {
+			cctx, c := context.WithTimeout(context.WithoutCancel(ctx), a.deps.StopTimeout)
+			_ = x.cl.Close(cctx)
+			c()
+		}
+		return nil, "", openErr
+	}
+	return x.cl, x.via, x.err
 }
 
 // awaitFirstGet waits up to Deps.FirstGetWait for the connection and a get
