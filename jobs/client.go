@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/pinshadow/pinshadow/iot"
-	"github.com/pinshadow/pinshadow/localcloud/shadow"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // Conn is what the client needs from an MQTT connection. IOT adapts
@@ -118,7 +118,7 @@ func New(ctx context.Context, conn Conn, thing string, opts Options) (*Client, e
 	if conn == nil {
 		return nil, errors.New("jobs: nil connection")
 	}
-	if !shadow.ValidThingName(thing) {
+	if !shadowdoc.ValidThingName(thing) {
 		return nil, fmt.Errorf("jobs: thing name %q: want 1–128 characters of a-z A-Z 0-9 : _ -", thing)
 	}
 	if err := opts.fill(); err != nil {

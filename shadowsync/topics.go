@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pinshadow/pinshadow/localcloud/shadow"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // Key identifies one shadow: a thing's classic shadow (Name == "") or one
@@ -26,14 +26,14 @@ func (k Key) String() string {
 
 // Prefix returns the shadow's topic prefix, e.g. "$aws/things/T/shadow" or
 // "$aws/things/T/shadow/name/N".
-func (k Key) Prefix() string { return shadow.Key(k).Prefix() }
+func (k Key) Prefix() string { return shadowdoc.TopicPrefix(k.Thing, k.Name) }
 
 // Validate checks the names against AWS's rules.
 func (k Key) Validate() error {
-	if !shadow.ValidThingName(k.Thing) {
+	if !shadowdoc.ValidThingName(k.Thing) {
 		return fmt.Errorf("thing name %q: want 1–128 characters of a-z A-Z 0-9 : _ -", k.Thing)
 	}
-	if k.Name != "" && !shadow.ValidShadowName(k.Name) {
+	if k.Name != "" && !shadowdoc.ValidShadowName(k.Name) {
 		return fmt.Errorf("shadow name %q: want 1–64 characters of a-z A-Z 0-9 : _ -", k.Name)
 	}
 	return nil

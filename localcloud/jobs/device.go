@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/pinshadow/pinshadow/localcloud/shadow"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // AWS's error codes of the Jobs device API, and the management API's
@@ -79,7 +79,7 @@ func parseDeviceTopic(topic string) (thing, op, jobID string, ok bool) {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) < 3 || parts[1] != "jobs" || !shadow.ValidThingName(parts[0]) {
+	if len(parts) < 3 || parts[1] != "jobs" || !shadowdoc.ValidThingName(parts[0]) {
 		return "", "", "", false
 	}
 	thing = parts[0]

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/pinshadow/pinshadow/localcloud/shadow"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // The management API stands in for AWS's HTTPS control plane (CreateJob,
@@ -195,7 +195,7 @@ func (e *Engine) create(c *change, r CreateRequest, now time.Time) (*JobInfo, *E
 	slices.Sort(targets)
 	targets = slices.Compact(targets)
 	for _, t := range targets {
-		if !shadow.ValidThingName(t) {
+		if !shadowdoc.ValidThingName(t) {
 			return nil, reject(CodeInvalidRequest, "target thing name %q: want 1–128 characters of a-z A-Z 0-9 : _ -", t)
 		}
 	}
@@ -237,7 +237,7 @@ func (e *Engine) create(c *change, r CreateRequest, now time.Time) (*JobInfo, *E
 // list is ListJobs, or ListJobExecutionsForThing with r.ThingName.
 func (e *Engine) list(r ListRequest, now time.Time) ([]JobInfo, []ExecutionInfo, *Error) {
 	if r.ThingName != "" {
-		if !shadow.ValidThingName(r.ThingName) {
+		if !shadowdoc.ValidThingName(r.ThingName) {
 			return nil, nil, reject(CodeInvalidRequest, "thing name %q: want 1–128 characters of a-z A-Z 0-9 : _ -", r.ThingName)
 		}
 		execs := e.things[r.ThingName]

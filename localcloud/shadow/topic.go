@@ -1,12 +1,12 @@
 package shadow
 
-import "strings"
+import (
+	"strings"
 
-const (
-	topicRoot     = "$aws/things/"
-	maxThingName  = 128
-	maxShadowName = 64
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
+
+const topicRoot = "$aws/things/"
 
 // ParseTopic splits a request topic into shadow key and operation. ok is
 // false for anything that is not a get/update/delete request topic of a
@@ -24,13 +24,13 @@ func ParseTopic(topic string) (k Key, op Op, ok bool) {
 	case len(parts) == 5 && parts[1] == "shadow" && parts[2] == "name":
 		k = Key{Thing: parts[0], Name: parts[3]}
 		op = Op(parts[4])
-		if !ValidShadowName(k.Name) {
+		if !shadowdoc.ValidShadowName(k.Name) {
 			return Key{}, "", false
 		}
 	default:
 		return Key{}, "", false
 	}
-	if !ValidThingName(k.Thing) {
+	if !shadowdoc.ValidThingName(k.Thing) {
 		return Key{}, "", false
 	}
 	switch op {
@@ -40,35 +40,9 @@ func ParseTopic(topic string) (k Key, op Op, ok bool) {
 	return Key{}, "", false
 }
 
-// ValidThingName reports whether s is a valid AWS IoT thing name:
-// 1–128 bytes of [a-zA-Z0-9:_-].
-func ValidThingName(s string) bool { return validName(s, maxThingName) }
-
-// ValidShadowName reports whether s is a valid named-shadow name:
-// 1–64 bytes of [a-zA-Z0-9:_-].
-func ValidShadowName(s string) bool { return validName(s, maxShadowName) }
-
-func validName(s string, maxLen int) bool {
-	if len(s) == 0 || len(s) > maxLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // Prefix returns the shadow's topic prefix, e.g. "$aws/things/T/shadow" or
 // "$aws/things/T/shadow/name/N".
-func (k Key) Prefix() string {
-	if k.Name == "" {
-		return topicRoot + k.Thing + "/shadow"
-	}
-	return topicRoot + k.Thing + "/shadow/name/" + k.Name
-}
+func (k Key) Prefix() string { return shadowdoc.TopicPrefix(k.Thing, k.Name) }
 
 // RequestTopic returns the topic a client publishes op requests to.
 func (k Key) RequestTopic(op Op) string { return k.Prefix() + "/" + string(op) }
