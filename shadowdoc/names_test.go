@@ -7,7 +7,7 @@ import (
 
 func TestNames(t *testing.T) {
 	for _, tc := range []struct {
-		name         string
+		name          string
 		thing, shadow bool
 	}{
 		{"pi-1", true, true},
