@@ -230,7 +230,8 @@ type Client struct {
 	subs     []*subscription
 	changed  chan struct{} // closed and replaced on state change / attempt failure
 	attempts uint64
-	lastFail error // error of the last failed connection attempt
+	lastFail error       // error of the last failed connection attempt
+	dest     destination // where the latest attempt went
 	stats    Stats
 
 	evMu         sync.Mutex
@@ -266,6 +267,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.tls = tlsCfg
+	c.dest = destination{endpoint: c.endpoint, name: c.endpoint, tls: tlsCfg}
 	if cfg.Transport.usesSigV4() {
 		c.creds = cfg.Credentials
 		if c.creds == nil {
@@ -388,9 +390,9 @@ func (c *Client) Connect(ctx context.Context) error {
 		case <-changed:
 		case <-ctx.Done():
 			if lastErr != nil {
-				return fmt.Errorf("%w (%s to %s): last error: %w", ErrConnectTimeout, c.cfg.Transport, c.endpoint, lastErr)
+				return fmt.Errorf("%w (%s to %s): last error: %w", ErrConnectTimeout, c.cfg.Transport, c.currentEndpoint(), lastErr)
 			}
-			return fmt.Errorf("%w (%s to %s): %w", ErrConnectTimeout, c.cfg.Transport, c.endpoint, ctx.Err())
+			return fmt.Errorf("%w (%s to %s): %w", ErrConnectTimeout, c.cfg.Transport, c.currentEndpoint(), ctx.Err())
 		}
 	}
 }

@@ -162,6 +162,10 @@ type Config struct {
 	// ServerName overrides the name the broker certificate is verified
 	// against (default: the endpoint host).
 	ServerName string
+	// Router, if set, chooses where each connection attempt goes (mqtts
+	// and alpn only). Endpoint must still be a valid host:port: it names
+	// the client until the first attempt.
+	Router Router
 
 	// Credentials supply AWS keys for wss/ws; nil means the environment
 	// variables, then ~/.aws/credentials (sigv4.Default).
@@ -268,6 +272,9 @@ func (c Config) validate() error {
 	}
 	if c.Transport < TransportMQTTS || c.Transport > TransportTCP {
 		return &ConfigError{Field: "transport", Value: c.Transport.String(), Reason: "unknown transport"}
+	}
+	if c.Router != nil && !c.Transport.usesCertificates() {
+		return &ConfigError{Field: "transport", Value: c.Transport.String(), Reason: "a Router needs mutual TLS (mqtts or alpn)"}
 	}
 	if c.ClientID == "" {
 		return &ConfigError{Field: "client_id", Value: "", Reason: "is required (AWS IoT policies usually require the thing name)"}

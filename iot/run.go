@@ -30,9 +30,10 @@ func (c *Client) run() {
 		close(c.done)
 	}()
 	b := NewBackoff(c.cfg.Backoff, c.rand)
+	failed := 0 // attempts in a row that did not come online (for the Router)
 	for {
 		c.setState(StateConnecting)
-		cli, watch, sessionPresent, err := c.dial()
+		cli, watch, sessionPresent, err := c.dial(failed)
 		if c.runCtx.Err() != nil {
 			if cli != nil {
 				cli.Disconnect(uint(c.cfg.DisconnectTimeout.Milliseconds()))
@@ -40,6 +41,7 @@ func (c *Client) run() {
 			return
 		}
 		if err != nil {
+			failed++
 			wait := b.Failed()
 			c.mu.Lock()
 			c.attempts++
@@ -64,8 +66,9 @@ func (c *Client) run() {
 		if !wasOnline {
 			// Lost while restoring subscriptions: never announced online,
 			// so report a failed attempt rather than a drop.
+			failed++
 			wait := b.Disconnected(c.now())
-			err := fmt.Errorf("iot: connection to %s lost while restoring subscriptions: %w", c.endpoint, lostErr)
+			err := fmt.Errorf("iot: connection to %s lost while restoring subscriptions: %w", c.currentEndpoint(), lostErr)
 			c.mu.Lock()
 			c.attempts++
 			c.lastFail = err
@@ -80,6 +83,7 @@ func (c *Client) run() {
 			}
 			continue
 		}
+		failed = 0
 		wait := b.Disconnected(c.now())
 		c.mu.Lock()
 		c.state = StateOffline
@@ -137,15 +141,20 @@ func (a *attemptConn) abort() {
 	}
 }
 
-// dial makes one connection attempt with a new paho client.
-func (c *Client) dial() (mqtt.Client, *connWatch, bool, error) {
+// dial makes one connection attempt with a new paho client; failed is how
+// many attempts in a row failed before it.
+func (c *Client) dial(failed int) (mqtt.Client, *connWatch, bool, error) {
+	dest, err := c.destinationFor(failed)
+	if err != nil {
+		return nil, nil, false, err
+	}
 	ctx, cancel := context.WithTimeout(c.runCtx, c.cfg.ConnectTimeout)
 	defer cancel()
 	watch := newConnWatch()
 	att := &attemptConn{}
 
 	o := mqtt.NewClientOptions()
-	o.AddBroker("tcp://" + c.endpoint) // the real dial happens in open
+	o.AddBroker("tcp://" + dest.endpoint) // the real dial happens in open
 	o.SetClientID(c.cfg.ClientID)
 	o.SetProtocolVersion(4)
 	o.SetCleanSession(!c.cfg.PersistentSession)
@@ -159,7 +168,7 @@ func (c *Client) dial() (mqtt.Client, *connWatch, bool, error) {
 	o.SetDefaultPublishHandler(c.receive)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { watch.lost(err) })
 	o.SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
-		conn, err := c.open(ctx)
+		conn, err := c.open(ctx, dest)
 		if err != nil {
 			return nil, err
 		}
@@ -187,17 +196,17 @@ func (c *Client) dial() (mqtt.Client, *connWatch, bool, error) {
 		<-tok.Done() // bounded: dial ctx is cancelled and the socket closed
 	}
 	if err := tok.Error(); err != nil {
-		return nil, nil, false, c.connectError(ctx, tok, err)
+		return nil, nil, false, c.connectError(ctx, dest.endpoint, tok, err)
 	}
 	ct, _ := tok.(*mqtt.ConnectToken)
 	return cli, watch, ct != nil && ct.SessionPresent(), nil
 }
 
 // connectError turns paho's connect error into this package's types.
-func (c *Client) connectError(ctx context.Context, tok mqtt.Token, err error) error {
+func (c *Client) connectError(ctx context.Context, endpoint string, tok mqtt.Token, err error) error {
 	if ct, ok := tok.(*mqtt.ConnectToken); ok {
 		if rc := ct.ReturnCode(); rc >= packets.ErrRefusedBadProtocolVersion && rc <= packets.ErrRefusedNotAuthorised {
-			return &ConnectRefusedError{Endpoint: c.endpoint, Code: rc}
+			return &ConnectRefusedError{Endpoint: endpoint, Code: rc}
 		}
 	}
 	err = unwrapPaho(err)
@@ -205,16 +214,16 @@ func (c *Client) connectError(ctx context.Context, tok mqtt.Token, err error) er
 	if errors.As(err, &te) {
 		return te // classified in open, message already complete
 	}
-	if err := classifyTLS(c.endpoint, err); errors.Is(err, ErrTLS) {
+	if err := classifyTLS(endpoint, err); errors.Is(err, ErrTLS) {
 		return err
 	}
 	// paho's own CONNACK read deadline is ConnectTimeout too, so its i/o
 	// timeout and our context deadline race: both mean the same thing.
 	var ne net.Error
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("%w: no CONNACK from %s (%s) within %s: %v", ErrConnectTimeout, c.endpoint, c.cfg.Transport, c.cfg.ConnectTimeout, err)
+		return fmt.Errorf("%w: no CONNACK from %s (%s) within %s: %v", ErrConnectTimeout, endpoint, c.cfg.Transport, c.cfg.ConnectTimeout, err)
 	}
-	return fmt.Errorf("iot: connecting to %s (%s): %w", c.endpoint, c.cfg.Transport, err)
+	return fmt.Errorf("iot: connecting to %s (%s): %w", endpoint, c.cfg.Transport, err)
 }
 
 // unwrapPaho strips paho's "network Error : <cause>" wrapper (built with
@@ -230,19 +239,19 @@ func unwrapPaho(err error) error {
 
 // open dials the transport. It is called by paho for every attempt, so the
 // WebSocket URL is presigned afresh each time.
-func (c *Client) open(ctx context.Context) (net.Conn, error) {
+func (c *Client) open(ctx context.Context, dest destination) (net.Conn, error) {
 	switch c.cfg.Transport {
 	case TransportTCP:
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", c.endpoint)
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", dest.endpoint)
 		if err != nil {
-			return nil, fmt.Errorf("plain TCP (local development only) to %s: %w", c.endpoint, err)
+			return nil, fmt.Errorf("plain TCP (local development only) to %s: %w", dest.endpoint, err)
 		}
 		return conn, nil
 	case TransportMQTTS, TransportALPN:
-		d := &tls.Dialer{Config: c.tls.Clone()}
-		conn, err := d.DialContext(ctx, "tcp", c.endpoint)
+		d := &tls.Dialer{Config: dest.tls.Clone()}
+		conn, err := d.DialContext(ctx, "tcp", dest.endpoint)
 		if err != nil {
-			return nil, classifyTLS(c.endpoint, err)
+			return nil, classifyTLS(dest.endpoint, err)
 		}
 		return conn, nil
 	}
@@ -264,12 +273,12 @@ func (c *Client) open(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	var tlsCfg *tls.Config
-	if c.tls != nil {
-		tlsCfg = c.tls.Clone()
+	if dest.tls != nil {
+		tlsCfg = dest.tls.Clone()
 	}
 	conn, err := mqtt.NewWebsocket(u.String(), tlsCfg, c.cfg.ConnectTimeout, nil, nil)
 	if err != nil {
-		return nil, classifyTLS(c.endpoint, fmt.Errorf("websocket %s://%s/mqtt: %w", scheme, hostHeader, err))
+		return nil, classifyTLS(dest.endpoint, fmt.Errorf("websocket %s://%s/mqtt: %w", scheme, hostHeader, err))
 	}
 	return conn, nil
 }
