@@ -24,6 +24,10 @@
 //     the core's MQTT server certificate for its connectivity addresses);
 //     it falls back to the IoT Core endpoint when none answers, and says
 //     which entry it used.
+//   - Router: an iot.Router that sends each attempt of one long-lived
+//     client to an entry of the answer (staying on the one that worked),
+//     then the fallback, and asks the API again after a whole round failed,
+//     rate-limited: how the agent follows a core that moved.
 //
 // The local cloud (package localcloud, `agent cloud --discovery-listen`)
 // serves the same endpoint and describes itself as a core, so the whole
