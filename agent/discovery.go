@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/pinshadow/pinshadow/config"
 	"github.com/pinshadow/pinshadow/discovery"
+	"github.com/pinshadow/pinshadow/internal/atomicfile"
 	"github.com/pinshadow/pinshadow/iot"
 )
 
@@ -22,10 +25,13 @@ const DiscoveryDir = "discovery"
 const discoveryCache = "response.json"
 
 // newClient builds the connection's iot client and says what it connects
-// to: the configured endpoint, or with connection.discovery a Greengrass
-// core found through the discovery API (the endpoint being the fallback).
-// An endpoint override (Deps.Endpoint) skips discovery.
-func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (*iot.Client, string, error) {
+// to: the configured endpoint, or with connection.discovery the Greengrass
+// cores of the discovery API's answer through a discovery.Router (the
+// endpoint being the fallback), which moves the client between core
+// addresses and asks discovery again when none answers. via is "" then:
+// the client's Destination says where it is. An endpoint override
+// (Deps.Endpoint) skips discovery.
+func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (cl *iot.Client, via string, err error) {
 	ic, err := iotConfig(cfg, a.deps.Endpoint)
 	if err != nil {
 		return nil, "", err
@@ -41,7 +47,7 @@ func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (*iot.Client,
 	if !d.Enabled || a.deps.Endpoint != "" {
 		return direct("")
 	}
-	conn, err := a.discover(ctx, cfg, ic)
+	resp, fresh, err := a.discover(ctx, cfg, ic)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, "", fmt.Errorf("agent: Greengrass discovery: %w", err)
@@ -52,29 +58,55 @@ func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (*iot.Client,
 		a.log.Warn("Greengrass discovery failed; connecting to the endpoint instead", "err", err)
 		return direct(" (discovery fallback)")
 	}
-	if conn.Fallback {
-		a.log.Warn("no Greengrass core reachable; connecting to the endpoint instead", "tried", len(conn.Failed))
-		return conn.Client, endpointString(cfg, "") + " (discovery fallback)", nil
+	ro := discovery.RouterOptions{
+		Rediscover: func(ctx context.Context) (*discovery.Response, error) { return a.askDiscovery(ctx, cfg, ic, 1) },
+		Interval:   d.RediscoverInterval,
+		Logger:     a.log,
 	}
-	// The probe's client came online before the shadows subscribed: close
-	// it and let the agent connect its own, so its start-up runs as usual.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_ = conn.Client.Close(cctx)
-	cancel()
-	cl, err := iot.New(conn.Config)
+	if fresh {
+		ro.DiscoveredAt = time.Now()
+	}
+	if d.Fallback {
+		// The configured endpoint, with its own CA (Amazon's).
+		ro.Fallback = &iot.Route{Name: endpointString(cfg, "") + " (discovery fallback)"}
+	}
+	ic.Router = discovery.NewRouter(resp, ro)
+	if ic.ConnectTimeout == 0 || ic.ConnectTimeout > d.ConnectTimeout {
+		ic.ConnectTimeout = d.ConnectTimeout // per core address: the next may answer
+	}
+	cl, err = iot.New(ic)
 	if err != nil {
-		return nil, "", fmt.Errorf("agent: connection to Greengrass %s: %w", conn.Candidate, err)
+		return nil, "", fmt.Errorf("agent: connection through Greengrass discovery: %w", err)
 	}
-	via := fmt.Sprintf("mqtts://%s (Greengrass core %s, entry %q)", conn.Config.Endpoint, conn.Candidate.CoreArn, conn.Candidate.Entry.ID)
-	a.log.Info("Greengrass core chosen", "core", conn.Candidate.CoreArn, "entry", conn.Candidate.Entry.ID, "endpoint", conn.Config.Endpoint, "group", conn.Candidate.GroupID)
-	return cl, via, nil
+	for _, c := range resp.Candidates() {
+		a.log.Info("Greengrass core address", "core", c.CoreArn, "entry", c.Entry.ID, "address", net.JoinHostPort(c.Entry.HostAddress, strconv.Itoa(c.Entry.PortNumber)), "group", c.GroupID)
+	}
+	return cl, "", nil
 }
 
-// discover asks the discovery API (falling back to the last answer when it
-// cannot be reached) and probes the cores.
-func (a *Agent) discover(ctx context.Context, cfg *config.Config, ic iot.Config) (*discovery.Connection, error) {
-	d := cfg.Connection.Discovery
+// discover asks the discovery API, falling back to the last answer when it
+// cannot be reached; fresh says the answer came from the API.
+func (a *Agent) discover(ctx context.Context, cfg *config.Config, ic iot.Config) (resp *discovery.Response, fresh bool, err error) {
+	resp, err = a.askDiscovery(ctx, cfg, ic, cfg.Connection.Discovery.Attempts)
+	switch {
+	case err == nil:
+		return resp, true, nil
+	case discovery.Permanent(err) || ctx.Err() != nil:
+		return nil, false, err
+	}
 	dir := filepath.Join(filepath.Dir(statePath(cfg)), DiscoveryDir)
+	cached, cerr := loadDiscovery(dir)
+	if cerr != nil {
+		return nil, false, err
+	}
+	a.log.Warn("Greengrass discovery unreachable; using the last answer", "err", err, "file", filepath.Join(dir, discoveryCache))
+	return cached, false, nil
+}
+
+// askDiscovery makes up to attempts discovery requests and keeps a
+// successful answer for offline starts.
+func (a *Agent) askDiscovery(ctx context.Context, cfg *config.Config, ic iot.Config, attempts int) (*discovery.Response, error) {
+	d := cfg.Connection.Discovery
 	dc, err := discovery.New(discovery.Config{
 		Endpoint: d.Endpoint, CertFile: ic.CertFile, KeyFile: ic.KeyFile, CAFile: d.CAFile, Timeout: d.Timeout,
 	})
@@ -84,32 +116,19 @@ func (a *Agent) discover(ctx context.Context, cfg *config.Config, ic iot.Config)
 	defer dc.Close()
 	a.log.Info("Greengrass discovery", "endpoint", dc.Endpoint(), "thing", cfg.Thing)
 	resp, err := discovery.Retry{
-		Attempts: d.Attempts,
+		Attempts: attempts,
 		OnRetry: func(n int, err error, wait time.Duration) {
 			a.log.Warn("Greengrass discovery failed; retrying", "attempt", n, "retry_in", wait, "err", err)
 		},
 	}.Do(ctx, dc, cfg.Thing)
-	switch {
-	case err == nil:
-		if werr := saveDiscovery(dir, resp); werr != nil {
-			a.log.Warn("cannot keep the discovery answer for offline starts", "err", werr)
-		}
-	case discovery.Permanent(err) || ctx.Err() != nil:
+	if err != nil {
 		return nil, err
-	default:
-		cached, cerr := loadDiscovery(dir)
-		if cerr != nil {
-			return nil, err
-		}
-		a.log.Warn("Greengrass discovery unreachable; using the last answer", "err", err, "file", filepath.Join(dir, discoveryCache))
-		resp = cached
 	}
-	return discovery.Connect(ctx, resp, discovery.ConnectOptions{
-		Device: ic, CADir: dir, EntryTimeout: d.ConnectTimeout, Fallback: d.Fallback,
-		OnAttempt: func(at discovery.Attempt) {
-			a.log.Warn("Greengrass core not reachable", "core", at.Candidate.CoreArn, "entry", at.Candidate.Entry.ID, "err", at.Err)
-		},
-	})
+	dir := filepath.Join(filepath.Dir(statePath(cfg)), DiscoveryDir)
+	if werr := saveDiscovery(dir, resp); werr != nil {
+		a.log.Warn("cannot keep the discovery answer for offline starts", "err", werr)
+	}
+	return resp, nil
 }
 
 func saveDiscovery(dir string, r *discovery.Response) error {
@@ -120,11 +139,7 @@ func saveDiscovery(dir string, r *discovery.Response) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, discoveryCache+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, discoveryCache))
+	return atomicfile.WriteFile(filepath.Join(dir, discoveryCache), b, 0o644)
 }
 
 func loadDiscovery(dir string) (*discovery.Response, error) {

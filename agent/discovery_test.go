@@ -21,8 +21,16 @@ import (
 // app), MQTT over mutual TLS (the core) and the discovery listener.
 func ggCloud(t *testing.T, pki string) (c *cloud, mqtts, disc string) {
 	t.Helper()
+	return ggCloudAt(t, pki, "127.0.0.1:0", "")
+}
+
+// ggCloudAt is ggCloud with its discovery listener at discListen and its
+// shadows in dataDir ("": memory).
+func ggCloudAt(t *testing.T, pki, discListen, dataDir string) (c *cloud, mqtts, disc string) {
+	t.Helper()
 	o := localcloud.DefaultOptions()
-	o.Listen, o.TLSListen, o.DiscoveryListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	o.Listen, o.TLSListen, o.DiscoveryListen = "127.0.0.1:0", "127.0.0.1:0", discListen
+	o.DataDir = dataDir
 	o.TLSCertFile = filepath.Join(pki, devcerts.ServerCertFile)
 	o.TLSKeyFile = filepath.Join(pki, devcerts.ServerKeyFile)
 	o.ClientCAFile = filepath.Join(pki, devcerts.CACertFile)
@@ -226,5 +234,31 @@ func TestDiscoveryDoesNotHoldTheOutputs(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("Run did not return after a stop during discovery")
+	}
+}
+
+// The core moves (a new address, as after a new DHCP lease or a replaced
+// core machine): once no address of the answer and not the fallback
+// answer, the agent asks discovery again and follows the core there,
+// without a restart.
+func TestAgentFollowsAMovedCore(t *testing.T) {
+	pki := t.TempDir()
+	if err := devcerts.WriteSet(pki, "gg1", false); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir() // the core keeps its shadows where it moves
+	c1, mqtts1, disc := ggCloudAt(t, pki, "127.0.0.1:0", data)
+	yaml := strings.Replace(ggConfig(pki, "127.0.0.1:"+freePort(t), disc), "    attempts: 1\n", "    attempts: 1\n    rediscover_interval: 1s\n", 1)
+	ag := runGG(t, yaml, t.TempDir())
+	heaterFollows(t, c1, true)
+
+	c1.stop()
+	c2, mqtts2, _ := ggCloudAt(t, pki, disc, data) // the same discovery service, the core elsewhere
+	if mqtts2 == mqtts1 {
+		t.Fatalf("the new core listens where the old one did (%s): nothing moved", mqtts2)
+	}
+	heaterFollows(t, c2, false)
+	if ep := ag.Status().Connection.Endpoint; !strings.Contains(ep, "mqtts://"+mqtts2) {
+		t.Errorf("status endpoint %q, want the moved core at %s", ep, mqtts2)
 	}
 }

@@ -325,6 +325,15 @@ func (r *runner) newClient(ctx context.Context, now time.Time) (*iot.Client, str
 	return x.cl, x.via, x.err
 }
 
+// endpoint names where the connection goes: the configured endpoint, or
+// (Greengrass discovery) the core address or fallback chosen last.
+func (r *runner) endpoint() string {
+	if r.via != "" || r.ic == nil {
+		return r.via
+	}
+	return r.ic.Destination()
+}
+
 // awaitFirstGet waits up to Deps.FirstGetWait for the connection and a get
 // of every shadow, and returns the mirrors known by then.
 func (r *runner) awaitFirstGet(ctx context.Context) map[string]reconcile.Shadow {
@@ -344,8 +353,8 @@ func (r *runner) awaitFirstGet(ctx context.Context) map[string]reconcile.Shadow 
 				switch ev.Type {
 				case iot.EventOnline:
 					r.online = true
-					a.log.Info("online", "endpoint", r.via)
-					a.emit(Event{Kind: EventOnline, Message: r.via})
+					a.log.Info("online", "endpoint", r.endpoint())
+					a.emit(Event{Kind: EventOnline, Message: r.endpoint()})
 				case iot.EventOffline, iot.EventConnectFailed:
 					if ev.Err != nil {
 						r.fail(fmt.Errorf("connection: %w", ev.Err))
@@ -420,7 +429,7 @@ func sysfs(root string) string {
 func (r *runner) connect(ctx context.Context) {
 	defer r.wg.Done()
 	if err := r.ic.Connect(ctx); err != nil && ctx.Err() == nil {
-		r.a.log.Error("connecting failed; retrying in the background", "endpoint", r.via, "err", err)
+		r.a.log.Error("connecting failed; retrying in the background", "endpoint", r.endpoint(), "err", err)
 	}
 }
 
@@ -716,8 +725,8 @@ func (r *runner) connEvent(ctx context.Context, ev iot.Event) {
 	case iot.EventOnline:
 		if !r.online {
 			r.online = true
-			a.log.Info("online", "endpoint", r.via)
-			a.emit(Event{Kind: EventOnline, Message: r.via})
+			a.log.Info("online", "endpoint", r.endpoint())
+			a.emit(Event{Kind: EventOnline, Message: r.endpoint()})
 		}
 		r.wg.Add(1)
 		go r.getShadows(ctx)
@@ -1121,7 +1130,7 @@ func (r *runner) liveStatus() Status {
 		s.Jobs = &j
 	}
 	st := r.ic.Stats()
-	s.Connection = ConnectionStatus{Endpoint: r.via, State: st.State.String(),
+	s.Connection = ConnectionStatus{Endpoint: r.endpoint(), State: st.State.String(),
 		Since: st.OnlineSince, Connects: st.Connects, Drops: st.Drops, Queued: st.Queued, Dropped: st.Dropped, LastErrorAt: st.LastErrorAt}
 	if st.LastError != nil {
 		s.Connection.LastError = st.LastError.Error()

@@ -32,8 +32,13 @@ type Discovery struct {
 	// ConnectTimeout bounds the attempt on each core address (default 10s).
 	ConnectTimeout time.Duration
 	// Fallback connects to the endpoint when discovery fails or no core
-	// answers (default true); false makes the agent fail to start instead.
+	// answers (default true); false makes the agent fail to start instead
+	// when discovery itself fails.
 	Fallback bool
+	// RediscoverInterval is the least time between two discovery requests
+	// made because no core answered (default 1m): the agent asks again
+	// after every round of core addresses that all failed.
+	RediscoverInterval time.Duration
 }
 
 // Defaults of connection.discovery.
@@ -42,12 +47,13 @@ const (
 	DefaultDiscoveryAttempts = 3
 )
 
-var discoveryKeys = []string{"enabled", "endpoint", "port", "ca", "timeout", "attempts", "connect_timeout", "fallback"}
+var discoveryKeys = []string{"enabled", "endpoint", "port", "ca", "timeout", "attempts", "connect_timeout", "fallback", "rediscover_interval"}
 
 // discovery parses connection.discovery; c is the connection parsed so far.
 func (fp fileParser) discovery(p kv, c Connection) Discovery {
 	d := Discovery{Enabled: true, Timeout: DefaultDiscoveryTimeout, Attempts: DefaultDiscoveryAttempts,
-		ConnectTimeout: discovery.DefaultEntryTimeout, Fallback: true, CAFile: c.CAFile}
+		ConnectTimeout: discovery.DefaultEntryTimeout, Fallback: true, CAFile: c.CAFile,
+		RediscoverInterval: discovery.DefaultRediscoverInterval}
 	f := map[string]kv{}
 	for _, q := range fp.pairs(p.val, "discovery", discoveryKeys) {
 		f[q.name] = q
@@ -69,6 +75,15 @@ func (fp fileParser) discovery(p kv, c Connection) Discovery {
 				} else {
 					*dst = v
 				}
+			}
+		}
+	}
+	if q, ok := f["rediscover_interval"]; ok {
+		if v, ok := fp.duration(q.val, "discovery rediscover_interval"); ok {
+			if v < time.Second || v > 24*time.Hour {
+				fp.errf(q.val, "discovery rediscover_interval %v is out of range; allowed: 1s to 24h (AWS throttles the discovery API: keep it at a minute or more in production)", v)
+			} else {
+				d.RediscoverInterval = v
 			}
 		}
 	}
@@ -125,7 +140,7 @@ func (d Discovery) Describe(endpoint string) string {
 	if !d.Enabled {
 		return ""
 	}
-	s := fmt.Sprintf("Greengrass discovery at %s (%d tries, %v each), then the first core address that answers", d.Endpoint, d.Attempts, d.Timeout)
+	s := fmt.Sprintf("Greengrass discovery at %s (%d tries, %v each), then the first core address that answers; asked again when none does (at most every %v)", d.Endpoint, d.Attempts, d.Timeout, d.RediscoverInterval)
 	if d.Fallback {
 		return s + "; fallback: " + endpoint
 	}

@@ -91,7 +91,7 @@ devices:
 shadows:
   - desired: {heater: heater}
 `)
-	want := "connection: Greengrass discovery at greengrass-ats.iot.eu-west-1.amazonaws.com:8443 (5 tries, 10s each), then the first core address that answers; fallback: abc123-ats.iot.eu-west-1.amazonaws.com\n"
+	want := "connection: Greengrass discovery at greengrass-ats.iot.eu-west-1.amazonaws.com:8443 (5 tries, 10s each), then the first core address that answers; asked again when none does (at most every 1m0s); fallback: abc123-ats.iot.eu-west-1.amazonaws.com\n"
 	for _, cmd := range []string{"validate", "plan"} {
 		code, out, errOut := runAgentCmd(t, cmd, "--config", p)
 		if code != 0 || !strings.Contains(out, want) {
