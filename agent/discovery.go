@@ -27,50 +27,45 @@ const discoveryCache = "response.json"
 // newClient builds the connection's iot client and says what it connects
 // to: the configured endpoint, or with connection.discovery the Greengrass
 // cores of the discovery API's answer through a discovery.Router (the
-// endpoint being the fallback), which moves the client between core
-// addresses and asks discovery again when none answers. via is "" then:
-// the client's Destination says where it is. An endpoint override
-// (Deps.Endpoint) skips discovery.
-func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (cl *iot.Client, via string, err error) {
+// endpoint being the fallback). The router asks discovery at the client's
+// first attempt, not here, so start-up (and the outputs) never wait on it;
+// it moves the client between core addresses and asks again when none
+// answers. via is "" then: the client's Destination says where it is. An
+// endpoint override (Deps.Endpoint) skips discovery.
+func (a *Agent) newClient(cfg *config.Config) (cl *iot.Client, via string, err error) {
 	ic, err := iotConfig(cfg, a.deps.Endpoint)
 	if err != nil {
 		return nil, "", err
 	}
-	direct := func(why string) (*iot.Client, string, error) {
+	d := cfg.Connection.Discovery
+	if !d.Enabled || a.deps.Endpoint != "" {
 		cl, err := iot.New(ic)
 		if err != nil {
 			return nil, "", fmt.Errorf("agent: connection %s: %w", endpointString(cfg, a.deps.Endpoint), err)
 		}
-		return cl, endpointString(cfg, a.deps.Endpoint) + why, nil
+		return cl, endpointString(cfg, a.deps.Endpoint), nil
 	}
-	d := cfg.Connection.Discovery
-	if !d.Enabled || a.deps.Endpoint != "" {
-		return direct("")
-	}
-	resp, fresh, err := a.discover(ctx, cfg, ic)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, "", fmt.Errorf("agent: Greengrass discovery: %w", err)
-		}
-		if !d.Fallback {
-			return nil, "", fmt.Errorf("agent: Greengrass discovery: %w (set connection.discovery.fallback: true to use the endpoint instead)", err)
-		}
-		a.log.Warn("Greengrass discovery failed; connecting to the endpoint instead", "err", err)
-		return direct(" (discovery fallback)")
-	}
+	asked := false
 	ro := discovery.RouterOptions{
-		Rediscover: func(ctx context.Context) (*discovery.Response, error) { return a.askDiscovery(ctx, cfg, ic, 1) },
-		Interval:   d.RediscoverInterval,
-		Logger:     a.log,
-	}
-	if fresh {
-		ro.DiscoveredAt = time.Now()
+		// The first time: every try, then the cached answer (a start
+		// without internet); later the API once per round that failed.
+		// Called from the client's connection goroutine only.
+		Rediscover: func(ctx context.Context) (*discovery.Response, error) {
+			first := !asked
+			asked = true
+			if first {
+				return a.discover(ctx, cfg, ic)
+			}
+			return a.askDiscovery(ctx, cfg, ic, 1)
+		},
+		Interval: d.RediscoverInterval,
+		Logger:   a.log,
 	}
 	if d.Fallback {
 		// The configured endpoint, with its own CA (Amazon's).
 		ro.Fallback = &iot.Route{Name: endpointString(cfg, "") + " (discovery fallback)"}
 	}
-	ic.Router = discovery.NewRouter(resp, ro)
+	ic.Router = discovery.NewRouter(nil, ro)
 	if ic.ConnectTimeout == 0 || ic.ConnectTimeout > d.ConnectTimeout {
 		ic.ConnectTimeout = d.ConnectTimeout // per core address: the next may answer
 	}
@@ -78,29 +73,31 @@ func (a *Agent) newClient(ctx context.Context, cfg *config.Config) (cl *iot.Clie
 	if err != nil {
 		return nil, "", fmt.Errorf("agent: connection through Greengrass discovery: %w", err)
 	}
-	for _, c := range resp.Candidates() {
-		a.log.Info("Greengrass core address", "core", c.CoreArn, "entry", c.Entry.ID, "address", net.JoinHostPort(c.Entry.HostAddress, strconv.Itoa(c.Entry.PortNumber)), "group", c.GroupID)
-	}
 	return cl, "", nil
 }
 
 // discover asks the discovery API, falling back to the last answer when it
-// cannot be reached; fresh says the answer came from the API.
-func (a *Agent) discover(ctx context.Context, cfg *config.Config, ic iot.Config) (resp *discovery.Response, fresh bool, err error) {
-	resp, err = a.askDiscovery(ctx, cfg, ic, cfg.Connection.Discovery.Attempts)
-	switch {
-	case err == nil:
-		return resp, true, nil
-	case discovery.Permanent(err) || ctx.Err() != nil:
-		return nil, false, err
+// cannot be reached.
+func (a *Agent) discover(ctx context.Context, cfg *config.Config, ic iot.Config) (*discovery.Response, error) {
+	resp, err := a.askDiscovery(ctx, cfg, ic, cfg.Connection.Discovery.Attempts)
+	if err == nil || discovery.Permanent(err) || ctx.Err() != nil {
+		return resp, err
 	}
 	dir := filepath.Join(filepath.Dir(statePath(cfg)), DiscoveryDir)
 	cached, cerr := loadDiscovery(dir)
 	if cerr != nil {
-		return nil, false, err
+		return nil, err
 	}
 	a.log.Warn("Greengrass discovery unreachable; using the last answer", "err", err, "file", filepath.Join(dir, discoveryCache))
-	return cached, false, nil
+	logCores(a, cached)
+	return cached, nil
+}
+
+// logCores lists an answer's core addresses.
+func logCores(a *Agent, resp *discovery.Response) {
+	for _, c := range resp.Candidates() {
+		a.log.Info("Greengrass core address", "core", c.CoreArn, "entry", c.Entry.ID, "address", net.JoinHostPort(c.Entry.HostAddress, strconv.Itoa(c.Entry.PortNumber)), "group", c.GroupID)
+	}
 }
 
 // askDiscovery makes up to attempts discovery requests and keeps a
@@ -128,6 +125,7 @@ func (a *Agent) askDiscovery(ctx context.Context, cfg *config.Config, ic iot.Con
 	if werr := saveDiscovery(dir, resp); werr != nil {
 		a.log.Warn("cannot keep the discovery answer for offline starts", "err", werr)
 	}
+	logCores(a, resp)
 	return resp, nil
 }
 

@@ -262,3 +262,51 @@ func TestAgentFollowsAMovedCore(t *testing.T) {
 		t.Errorf("status endpoint %q, want the moved core at %s", ep, mqtts2)
 	}
 }
+
+// Without fallback the device waits for a core without blocking its
+// start-up: the outputs get their boot values while discovery is refused,
+// and once discovery answers (a core comes up, the thing joins a group) the
+// agent connects through it, without a restart.
+func TestAgentWaitsForACoreWithoutFallback(t *testing.T) {
+	pki := t.TempDir()
+	if err := devcerts.WriteSet(pki, "gg1", false); err != nil {
+		t.Fatal(err)
+	}
+	disc := "127.0.0.1:" + freePort(t) // nothing there yet
+	yaml := strings.Replace(ggConfig(pki, "127.0.0.1:"+freePort(t), disc), "    attempts: 1\n",
+		"    attempts: 1\n    fallback: false\n    rediscover_interval: 1s\n", 1)
+	cfg := parseConfig(t, yaml, t.TempDir())
+	h := fake.New(fake.WithPins("pinctrl-bcm2711/17"))
+	ag, err := New(cfg, Deps{HAL: h, FirstGetWait: 50 * time.Millisecond, StopTimeout: 3 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Error("agent did not stop")
+		}
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), wait)
+	defer wcancel()
+	if _, err := h.Log().Wait(wctx, fake.Match(fake.OpOpen, "pinctrl-bcm2711/17")); err != nil {
+		t.Fatalf("the heater was not opened while discovery was refused: %v", err)
+	}
+
+	c, _, _ := ggCloudAt(t, pki, disc, "")
+	select {
+	case <-ag.Ready():
+	case err := <-done:
+		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(wait):
+		t.Fatalf("the agent never found the core that came up: %+v", ag.Status().Connection)
+	}
+	heaterFollows(t, c, true)
+}

@@ -184,11 +184,8 @@ func (r *runner) start(ctx, ictx context.Context) error {
 		r.stateError(err)
 	}
 	r.state = clampFuture(st, a.clock.Now())
-	cl, via, err := r.newClient(ctx, now) // Greengrass discovery, when configured
+	cl, via, err := a.newClient(r.cfg) // Greengrass discovery happens at its first attempt
 	if err != nil {
-		if ctx.Err() != nil {
-			return errStopping
-		}
 		return err
 	}
 	r.ic, r.via = cl, via
@@ -230,14 +227,12 @@ func (r *runner) start(ctx, ictx context.Context) error {
 	go r.connect(ictx)
 	go r.publishTelemetry(ictx)
 
-	if r.buses == nil { // not opened while discovery ran
-		// Wait a little for the shadows (bounded): the outputs can then be
-		// opened at the level desired asks for, instead of restoring the
-		// last applied value and switching again once the shadow arrives.
-		mirrors := r.awaitFirstGet(ctx)
-		if err := r.openDevices(ctx, now, r.initialLevels(now, mirrors)); err != nil {
-			return err
-		}
+	// Wait a little for the shadows (bounded): the outputs can then be
+	// opened at the level desired asks for, instead of restoring the last
+	// applied value and switching again once the shadow arrives.
+	mirrors := r.awaitFirstGet(ctx)
+	if err := r.openDevices(ctx, now, r.initialLevels(now, mirrors)); err != nil {
+		return err
 	}
 
 	// What the outputs hold now.
@@ -279,50 +274,6 @@ func (r *runner) openDevices(ctx context.Context, now time.Time, initial map[str
 	}
 	r.indexProps()
 	return nil
-}
-
-// newClient creates the connection. Greengrass discovery can take long (no
-// network yet at boot: every try runs to its timeout), and the outputs do
-// not wait for it: past Deps.FirstGetWait they are opened at their boot or
-// restored values, as when the cloud is unreachable.
-func (r *runner) newClient(ctx context.Context, now time.Time) (*iot.Client, string, error) {
-	a := r.a
-	if !r.cfg.Connection.Discovery.Enabled || a.deps.Endpoint != "" {
-		return a.newClient(ctx, r.cfg)
-	}
-	type result struct {
-		cl  *iot.Client
-		via string
-		err error
-	}
-	res := make(chan result, 1)
-	go func() { // ends with newClient, which ends with ctx; awaited below
-		cl, via, err := a.newClient(ctx, r.cfg)
-		res <- result{cl, via, err}
-	}()
-	wctx, cancel := context.WithTimeout(ctx, a.deps.FirstGetWait)
-	defer cancel()
-	select {
-	case x := <-res:
-		return x.cl, x.via, x.err
-	case <-wctx.Done():
-	}
-	var openErr error
-	if ctx.Err() == nil {
-		a.log.Warn("Greengrass discovery is taking a while; opening the devices at their boot or restored values meanwhile",
-			"waited", a.deps.FirstGetWait)
-		openErr = r.openDevices(ctx, now, r.initialLevels(now, nil))
-	}
-	x := <-res
-	if openErr != nil {
-		if x.cl != nil {
-			cctx, c := context.WithTimeout(context.WithoutCancel(ctx), a.deps.StopTimeout)
-			_ = x.cl.Close(cctx)
-			c()
-		}
-		return nil, "", openErr
-	}
-	return x.cl, x.via, x.err
 }
 
 // endpoint names where the connection goes: the configured endpoint, or

@@ -32,8 +32,8 @@ type Discovery struct {
 	// ConnectTimeout bounds the attempt on each core address (default 10s).
 	ConnectTimeout time.Duration
 	// Fallback connects to the endpoint when discovery fails or no core
-	// answers (default true); false makes the agent fail to start instead
-	// when discovery itself fails.
+	// answers (default true); false keeps the device off IoT Core: it
+	// waits for a core, asking discovery again every RediscoverInterval.
 	Fallback bool
 	// RediscoverInterval is the least time between two discovery requests
 	// made because no core answered (default 1m): the agent asks again

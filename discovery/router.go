@@ -3,7 +3,6 @@ package discovery
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,16 +46,21 @@ type RouterOptions struct {
 type Router struct {
 	o RouterOptions
 
-	mu        sync.Mutex
-	routes    []iot.Route // the answer's usable entries, then the fallback
-	pos       int         // index of the route of the latest attempt
-	started   bool
-	lastAsked time.Time
+	mu         sync.Mutex
+	routes     []iot.Route // the answer's usable entries, then the fallback
+	pos        int         // index of the route of the latest attempt
+	started    bool
+	discovered bool // routes hold an answer
+	lastAsked  time.Time
+	lastErr    error // of the last discovery that failed
 }
 
 // NewRouter returns a router over resp's candidates. Entries that cannot
 // be used (no address, no usable group CA) are left out and logged; a
-// router with no entry and no fallback still re-discovers.
+// router with no entry and no fallback still re-discovers. With resp nil
+// the first Route asks Rediscover before anything else (the fallback only
+// if that fails): a client built on it never blocks its owner's start-up
+// on the discovery API.
 func NewRouter(resp *Response, o RouterOptions) *Router {
 	if o.Interval <= 0 {
 		o.Interval = DefaultRediscoverInterval
@@ -67,7 +71,7 @@ func NewRouter(resp *Response, o RouterOptions) *Router {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{o: o, lastAsked: o.DiscoveredAt}
+	r := &Router{o: o, lastAsked: o.DiscoveredAt, discovered: resp != nil}
 	r.routes = r.build(resp)
 	return r
 }
@@ -118,17 +122,23 @@ func (r *Router) Route(ctx context.Context, failed int) (iot.Route, error) {
 		r.pos++
 	}
 	r.started = true
-	if r.pos >= len(r.routes) { // a whole round failed (or there was none)
+	roundOver := r.pos >= len(r.routes) // a whole round failed (or there was none)
+	if roundOver {
 		r.pos = 0
-		if r.o.Rediscover != nil && r.o.Now().Sub(r.lastAsked) >= r.o.Interval {
-			r.lastAsked = r.o.Now()
-			r.mu.Unlock()
-			r.rediscover(ctx)
-			r.mu.Lock()
-		}
+	}
+	now := r.o.Now()
+	if r.o.Rediscover != nil && (!r.discovered || roundOver) &&
+		(r.lastAsked.IsZero() || now.Sub(r.lastAsked) >= r.o.Interval) {
+		r.lastAsked = now
+		r.mu.Unlock()
+		r.rediscover(ctx)
+		r.mu.Lock()
 	}
 	defer r.mu.Unlock()
 	if len(r.routes) == 0 {
+		if r.lastErr != nil {
+			return iot.Route{}, fmt.Errorf("%w: Greengrass discovery failed: %w (asking again at most every %s)", ErrNoCore, r.lastErr, r.o.Interval)
+		}
 		return iot.Route{}, fmt.Errorf("%w: the discovery answer lists no usable connectivity entry (asking again at most every %s)", ErrNoCore, r.o.Interval)
 	}
 	return r.routes[r.pos], nil
@@ -136,17 +146,22 @@ func (r *Router) Route(ctx context.Context, failed int) (iot.Route, error) {
 
 // rediscover asks the API and, when it answers, routes by the new answer.
 func (r *Router) rediscover(ctx context.Context) {
-	r.o.Logger.Info("no Greengrass core answered; asking discovery again")
+	r.mu.Lock()
+	first := !r.discovered
+	r.mu.Unlock()
+	if !first {
+		r.o.Logger.Info("no Greengrass core answered; asking discovery again")
+	}
 	resp, err := r.o.Rediscover(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			r.o.Logger.Warn("Greengrass re-discovery failed; trying the last answer again", "err", err)
+		r.lastErr = err
+		if ctx.Err() == nil {
+			r.o.Logger.Warn("Greengrass discovery failed", "err", err, "routes", len(r.routes), "next_try_in", r.o.Interval)
 		}
 		return
 	}
-	routes := r.build(resp)
-	r.mu.Lock()
-	r.routes, r.pos = routes, 0
-	r.mu.Unlock()
-	r.o.Logger.Info("Greengrass re-discovery answered", "destinations", len(routes))
+	r.routes, r.pos, r.discovered, r.lastErr = r.build(resp), 0, true, nil
+	r.o.Logger.Info("Greengrass discovery answered", "destinations", len(r.routes))
 }

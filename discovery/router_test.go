@@ -117,3 +117,50 @@ func TestRouterEmptyAnswerRediscovers(t *testing.T) {
 		t.Fatalf("no usable entry, no fallback: %v, want ErrNoCore", err)
 	}
 }
+
+// Without an answer yet, the first route asks discovery first; while it
+// fails, attempts go to the fallback (or fail with discovery's error), and
+// discovery is asked again at most once per interval, not per attempt.
+func TestRouterDiscoversLazily(t *testing.T) {
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	var answers []*Response
+	var errs []error
+	asked := 0
+	rediscover := func(context.Context) (*Response, error) {
+		asked++
+		i := asked - 1
+		if i < len(errs) && errs[i] != nil {
+			return nil, errs[i]
+		}
+		return answers[i], nil
+	}
+	answers = []*Response{answer(t, "10.0.0.1:8883")}
+	r := NewRouter(nil, RouterOptions{Rediscover: rediscover, Now: func() time.Time { return now },
+		Fallback: &iot.Route{Name: "fallback"}})
+	if rt, err := r.Route(context.Background(), 0); err != nil || rt.Endpoint != "10.0.0.1:8883" || asked != 1 {
+		t.Fatalf("first route %+v %v after %d discoveries, want the core of the first answer", rt, err, asked)
+	}
+
+	// Discovery refused (a thing in no group): the fallback, asked again a
+	// minute later, not at every attempt.
+	asked, errs, answers = 0, []error{ErrNotFound, nil}, []*Response{nil, answer(t, "10.0.0.5:8883")}
+	r = NewRouter(nil, RouterOptions{Rediscover: rediscover, Now: func() time.Time { return now },
+		Fallback: &iot.Route{Name: "fallback"}})
+	for i := range 3 {
+		rt, err := r.Route(context.Background(), i)
+		if err != nil || rt.Name != "fallback" || asked != 1 {
+			t.Fatalf("attempt %d while discovery refuses: %+v %v, asked %d times; want the fallback, asked once", i, rt, err, asked)
+		}
+	}
+	now = now.Add(DefaultRediscoverInterval)
+	if rt, err := r.Route(context.Background(), 3); err != nil || rt.Endpoint != "10.0.0.5:8883" || asked != 2 {
+		t.Fatalf("a minute later: %+v %v, asked %d times; want the new answer's core", rt, err, asked)
+	}
+
+	// No fallback: the attempt fails with discovery's own error.
+	asked, errs = 0, []error{ErrUnauthorized}
+	r = NewRouter(nil, RouterOptions{Rediscover: rediscover, Now: func() time.Time { return now }})
+	if _, err := r.Route(context.Background(), 0); !errors.Is(err, ErrNoCore) || !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("discovery refused, no fallback: %v, want ErrNoCore wrapping ErrUnauthorized", err)
+	}
+}
