@@ -30,9 +30,10 @@ var fastBackoff = BackoffConfig{Base: 10 * time.Millisecond, Max: 40 * time.Mill
 
 // broker is an embedded mochi broker on a loopback port.
 type broker struct {
-	t    *testing.T
-	srv  *mochi.Server
-	addr string
+	t        *testing.T
+	srv      *mochi.Server
+	addr     string
+	listener string // its listener's id
 }
 
 // startBroker serves MQTT on ln (nil: a new 127.0.0.1:0 TCP listener) with
@@ -64,7 +65,7 @@ func startBrokerListener(t *testing.T, l listeners.Listener, hook mochi.Hook) *b
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{t: t, srv: srv, addr: l.Address()}
+	b := &broker{t: t, srv: srv, addr: l.Address(), listener: l.ID()}
 	t.Cleanup(b.stop)
 	return b
 }
@@ -79,11 +80,24 @@ func restartBroker(t *testing.T, addr string, hook mochi.Hook) *broker {
 	return startBroker(t, ln, hook)
 }
 
+// stop stops the broker; its clients see their connection drop. mochi
+// v2.7.9's Close can deadlock when a client detaches while its listener
+// hook runs (the clients' read lock taken twice, a writer queued between:
+// see localcloud/shutdown.go), e.g. a client closed just before by a test's
+// cleanup; so the listener is closed with a hook that does nothing and the
+// clients are dropped before Close.
 func (b *broker) stop() {
-	if b.srv != nil {
-		b.srv.Close()
-		b.srv = nil
+	if b.srv == nil {
+		return
 	}
+	b.srv.Listeners.Close(b.listener, func(string) {})
+	for _, cl := range b.srv.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	b.srv.Close()
+	b.srv = nil
 }
 
 // collect subscribes inline to filter and sends every payload to out.

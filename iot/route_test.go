@@ -72,6 +72,9 @@ func TestRouterMovesTheClient(t *testing.T) {
 	got := make(chan string, 4)
 	b.collect("moved/+", got)
 	a.stop()
+	// Published once the client knows (a publish in flight when the link
+	// drops fails, by design); queued or sent, it must reach core B.
+	waitEvent(t, c, EventOffline)
 	if _, err := c.Publish(ctxT(t), "moved/1", []byte("queued while moving"), QoS1); err != nil {
 		t.Fatal(err)
 	}
