@@ -299,6 +299,9 @@ func TestAgentWaitsForACoreWithoutFallback(t *testing.T) {
 	if _, err := h.Log().Wait(wctx, fake.Match(fake.OpOpen, "pinctrl-bcm2711/17")); err != nil {
 		t.Fatalf("the heater was not opened while discovery was refused: %v", err)
 	}
+	if ep := ag.Status().Connection.Endpoint; ep != "Greengrass discovery (no core chosen yet)" {
+		t.Errorf("status endpoint %q while no core is known", ep)
+	}
 
 	c, _, _ := ggCloudAt(t, pki, disc, "")
 	select {

@@ -282,7 +282,10 @@ func (r *runner) endpoint() string {
 	if r.via != "" || r.ic == nil {
 		return r.via
 	}
-	return r.ic.Destination()
+	if d := r.ic.Destination(); d != "" {
+		return d
+	}
+	return "Greengrass discovery (no core chosen yet)"
 }
 
 // awaitFirstGet waits up to Deps.FirstGetWait for the connection and a get

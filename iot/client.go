@@ -268,6 +268,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.tls = tlsCfg
 	c.dest = destination{endpoint: c.endpoint, name: c.endpoint, tls: tlsCfg}
+	if cfg.Router != nil {
+		c.dest.name = "" // nothing chosen before the first attempt
+	}
 	if cfg.Transport.usesSigV4() {
 		c.creds = cfg.Credentials
 		if c.creds == nil {

@@ -95,7 +95,8 @@ func (c *Client) routeDestination(r Route) (destination, error) {
 }
 
 // Destination names where the client connects: the router's latest choice
-// (its Route.Name), or the configured endpoint (host:port).
+// (its Route.Name; "" before the first attempt), or the configured endpoint
+// (host:port).
 func (c *Client) Destination() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

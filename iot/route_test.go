@@ -64,6 +64,9 @@ func TestRouterMovesTheClient(t *testing.T) {
 	c := newClient(t, Config{Endpoint: "placeholder.invalid:8883", Transport: TransportMQTTS, CAFile: p.caFile,
 		CertFile: p.certFile, KeyFile: p.keyFile, Router: rt,
 		Backoff: BackoffConfig{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond, Jitter: JitterNone}})
+	if got := c.Destination(); got != "" {
+		t.Fatalf("Destination %q before any attempt, want none", got)
+	}
 	connect(t, c)
 	if got := c.Destination(); got != "broker A" {
 		t.Fatalf("Destination %q, want broker A", got)
