@@ -95,12 +95,14 @@ func Equal(a, b any) bool {
 // float64 precision: 20.8 computed equals "20.8" received. Two json.Numbers
 // never come here; they compare exactly.
 func floatEqual(a, b any) bool {
-	fa, oka := float(a)
-	fb, okb := float(b)
+	fa, oka := Number(a)
+	fb, okb := Number(b)
 	return oka && okb && fa == fb
 }
 
-func float(v any) (float64, bool) {
+// Number returns a JSON number's value: json.Number (finite), float64,
+// float32 or a Go integer type (documents built by hand).
+func Number(v any) (float64, bool) {
 	switch x := v.(type) {
 	case json.Number:
 		f, err := x.Float64()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pinshadow/pinshadow/devices"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // Done is what happened to one Write.
@@ -212,7 +213,7 @@ func (d Decision) reportedPatches(rep Report, mapped map[KeyPath]bool) map[strin
 		}
 		if obs, ok := rep.Observed[kp.out]; ok && obs.Type() != 0 {
 			want := reportValue(kp, obs, rep.State.Keys[kp.k.Key])
-			if cur, ok := lookup(sh.Reported, kp.k.Key.Path); !ok || !jsonEqual(cur, want) {
+			if cur, ok := lookup(sh.Reported, kp.k.Key.Path); !ok || !shadowdoc.Equal(cur, want) {
 				put(kp.k.Key.Shadow, kp.k.Key.Path, want)
 			}
 		}
@@ -255,7 +256,7 @@ func (d Decision) reportedPatches(rep Report, mapped map[KeyPath]bool) map[strin
 // want. The shadow service merges objects, so fields of cur that want does
 // not have (an old message, a retry_at) are set to null explicitly.
 func statusPatch(cur any, want map[string]any) (map[string]any, bool) {
-	if jsonEqual(cur, want) {
+	if shadowdoc.Equal(cur, want) {
 		return nil, false
 	}
 	p := make(map[string]any, len(want))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pinshadow/pinshadow/devices"
 	"github.com/pinshadow/pinshadow/filter"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 // Shadow is what the reconciler needs of one shadow: the mirror's desired
@@ -275,7 +276,7 @@ func (kp *keyPlan) met() bool {
 	// the value last applied and the output still reads as it did right
 	// after that write.
 	if kp.kind == targetDesired || kp.kind == targetRestore {
-		if kp.ks.Applied != nil && jsonEqual(kp.ks.Applied, kp.target.Any()) {
+		if kp.ks.Applied != nil && shadowdoc.Equal(kp.ks.Applied, kp.target.Any()) {
 			if rb, ok := fromAny(kp.ks.ReadBack, kp.obs.Type()); ok && sameValue(rb, kp.obs) {
 				return true
 			}
@@ -480,7 +481,7 @@ func (d Decision) Ready(i int, done []Done) bool {
 
 // version is the desired version a result for kp answers.
 func (d *Decision) version(key KeyPath, raw any, prev KeyState) int64 {
-	if prev.Result != nil && jsonEqual(prev.Answers, answer(raw)) {
+	if prev.Result != nil && shadowdoc.Equal(prev.Answers, answer(raw)) {
 		return prev.Result.Version
 	}
 	return d.in.Shadows[key.Shadow].Version
@@ -540,14 +541,14 @@ func (d *Decision) decideResult(kp *keyPlan) {
 			r.Message = fmt.Sprintf("%s; applies at %s", kp.waitMsg, kp.applyAt.UTC().Format(time.RFC3339))
 		}
 	default:
-		if kp.act == actNone && prev != nil && prev.Status == Rejected && kp.k.OnReject == Revert && jsonEqual(kp.ks.Applied, kp.raw) {
+		if kp.act == actNone && prev != nil && prev.Status == Rejected && kp.k.OnReject == Revert && shadowdoc.Equal(kp.ks.Applied, kp.raw) {
 			// desired was reverted to the value in force: the rejection
 			// stays the explanation.
 			kp.result = prev
 			return
 		}
 		r = Result{Status: Applied, Code: CodeApplied, FailsafeAt: kp.ks.FailsafeAt}
-		if r.FailsafeAt.IsZero() && prev != nil && prev.Status == Applied && jsonEqual(kp.ks.Answers, answer(kp.raw)) {
+		if r.FailsafeAt.IsZero() && prev != nil && prev.Status == Applied && shadowdoc.Equal(kp.ks.Answers, answer(kp.raw)) {
 			r.FailsafeAt = prev.FailsafeAt
 		}
 		if !r.FailsafeAt.IsZero() {

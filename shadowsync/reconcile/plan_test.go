@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/pinshadow/pinshadow/devices"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 func num(t *testing.T, v any) float64 {
 	t.Helper()
-	f, ok := number(v)
+	f, ok := shadowdoc.Number(v)
 	if !ok {
 		t.Fatalf("%v (%T) is not a number", v, v)
 	}
@@ -348,13 +349,13 @@ func TestTransforms(t *testing.T) {
 			if err := json.Unmarshal([]byte(tc.desired), &want); err != nil {
 				t.Fatal(err)
 			}
-			if got := w.reported("", "x"); !jsonEqual(got, want) {
+			if got := w.reported("", "x"); !shadowdoc.Equal(got, want) {
 				t.Fatalf("reported %v right after applying %s: the inverse transform does not give the value back", got, tc.desired)
 			}
 			w.hw[Output{"d", "p"}] = tc.readBack
 			w.desire("", `{"x": null}`)
 			w.step()
-			if got := w.reported("", "x"); !jsonEqual(got, tc.report) {
+			if got := w.reported("", "x"); !shadowdoc.Equal(got, tc.report) {
 				t.Fatalf("hardware at %v reported as %v, want %v", tc.readBack, got, tc.report)
 			}
 		})
@@ -719,7 +720,7 @@ func TestStatusPatchNullsFieldsTheNewStatusLacks(t *testing.T) {
 	if v, ok := p["retry_at"]; !ok || v != nil {
 		t.Fatalf("patch %v does not null the old retry_at", p)
 	}
-	if merged := merge(roundTrip(t, old), roundTrip(t, p)); !jsonEqual(merged, want) {
+	if merged := merge(roundTrip(t, old), roundTrip(t, p)); !shadowdoc.Equal(merged, want) {
 		t.Fatalf("merged status = %v, want %v", merged, want)
 	}
 	if _, change := statusPatch(roundTrip(t, want), want); change {
@@ -735,7 +736,7 @@ func TestStateRemembersTheAppliedValueAndVersion(t *testing.T) {
 	w.desire("", `{"fan": 250}`)
 	w.settle()
 	ks := w.state.Keys[KeyPath{Path: "fan"}]
-	if !jsonEqual(ks.Applied, 25.0) || ks.AppliedVersion != v {
+	if !shadowdoc.Equal(ks.Applied, 25.0) || ks.AppliedVersion != v {
 		t.Fatalf("state = applied %v at version %d, want 25 at %d (the rejected 250 is not applied)", ks.Applied, ks.AppliedVersion, v)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pinshadow/pinshadow/devices"
 	"github.com/pinshadow/pinshadow/filter"
+	"github.com/pinshadow/pinshadow/shadowdoc"
 )
 
 func sensorSpec() *Spec {
@@ -41,10 +42,10 @@ func TestSensorsCoalesceOneTickIntoOnePatchPerShadow(t *testing.T) {
 	s.Read("ads", devices.Readings{"a0": devices.Number(0.42)}, nil, t0)
 	s.Read("button", devices.Readings{"pressed": devices.Bool(false)}, nil, t0)
 	p := s.Patch()
-	if want := map[string]any{"temperature": 20.5, "humidity": 41.0, "door": false}; !jsonEqual(p[""], want) {
+	if want := map[string]any{"temperature": 20.5, "humidity": 41.0, "door": false}; !shadowdoc.Equal(p[""], want) {
 		t.Fatalf("classic patch = %v, want %v", p[""], want)
 	}
-	if want := map[string]any{"beds": map[string]any{"a": 0.42}}; !jsonEqual(p["soil"], want) {
+	if want := map[string]any{"beds": map[string]any{"a": 0.42}}; !shadowdoc.Equal(p["soil"], want) {
 		t.Fatalf("soil patch = %v, want %v", p["soil"], want)
 	}
 	if p := s.Patch(); p != nil {
@@ -72,10 +73,10 @@ func TestSensorsReportOnChangeDeadbandAndHeartbeat(t *testing.T) {
 	if p := read(10*time.Second, 21.1, false); p != nil {
 		t.Fatalf("within the deadband and unchanged: patch %v", p)
 	}
-	if p := read(20*time.Second, 21.3, true); !jsonEqual(p, map[string]any{"temperature": 20.8, "door": true}) {
+	if p := read(20*time.Second, 21.3, true); !shadowdoc.Equal(p, map[string]any{"temperature": 20.8, "door": true}) {
 		t.Fatalf("patch = %v, want the temperature past the deadband and the door", p)
 	}
-	if p := read(80*time.Second, 21.35, true); !jsonEqual(p, map[string]any{"temperature": 20.8}) {
+	if p := read(80*time.Second, 21.35, true); !shadowdoc.Equal(p, map[string]any{"temperature": 20.8}) {
 		t.Fatalf("patch = %v, want the heartbeat re-sending 20.8", p)
 	}
 }
@@ -95,7 +96,7 @@ func TestSensorFailureReportsNullWithoutHoldingBackOthers(t *testing.T) {
 	if st["status"] != "fault" || !strings.Contains(st["message"].(string), "reading bme failed: i2c: NACK") {
 		t.Fatalf("humidity status = %v", st)
 	}
-	if !jsonEqual(p["soil"], map[string]any{"beds": map[string]any{"a": 0.5}}) {
+	if !shadowdoc.Equal(p["soil"], map[string]any{"beds": map[string]any{"a": 0.5}}) {
 		t.Fatalf("the healthy sensor was held back: %v", p["soil"])
 	}
 	// Retries follow the backoff (1 s, 2 s, 4 s), not the 10 s interval,
@@ -118,7 +119,7 @@ func TestSensorFailureReportsNullWithoutHoldingBackOthers(t *testing.T) {
 	// and the status is removed.
 	s.Read("bme", devices.Readings{"temperature": devices.Number(21.1), "humidity": devices.Number(40)}, nil, at.Add(8*time.Second))
 	p = s.Patch()
-	if !jsonEqual(p[""]["temperature"], 20.6) || !jsonEqual(p[""]["humidity"], 40.0) {
+	if !shadowdoc.Equal(p[""]["temperature"], 20.6) || !shadowdoc.Equal(p[""]["humidity"], 40.0) {
 		t.Fatalf("after recovery patch = %v", p[""])
 	}
 	if st := p[""][StatusKey].(map[string]any); st["temperature"] != nil || len(st) != 2 {
@@ -134,7 +135,7 @@ func TestSensorMissingPropertyIsAFault(t *testing.T) {
 	if st["status"] != "fault" || !strings.Contains(st["message"].(string), `no value for "humidity"`) {
 		t.Fatalf("status = %v", st)
 	}
-	if !jsonEqual(p[""]["temperature"], 20.5) {
+	if !shadowdoc.Equal(p[""]["temperature"], 20.5) {
 		t.Fatalf("temperature = %v", p[""]["temperature"])
 	}
 }
@@ -203,7 +204,7 @@ func FuzzSensors(f *testing.F) {
 				}
 			}
 			if x != lastAds || i == 0 {
-				if got, _ := lookup(p["soil"], "beds.a"); !jsonEqual(got, x) {
+				if got, _ := lookup(p["soil"], "beds.a"); !shadowdoc.Equal(got, x) {
 					t.Fatalf("ads changed to %v but the soil patch is %v", x, p["soil"])
 				}
 			}

@@ -18,43 +18,13 @@ import (
 // as float64 or json.Number. Values this package produces use float64,
 // int64, bool, string and map[string]any.
 
-// number returns a JSON number's value. It accepts float64, json.Number
-// and Go integer types (callers building documents by hand).
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case json.Number:
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return 0, false
-		}
-		return f, true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	}
-	return 0, false
-}
-
-// jsonEqual compares two JSON values; numbers compare by value whatever
-// their Go type (float64 from the state file, json.Number from the cloud).
-func jsonEqual(a, b any) bool { return shadowdoc.Equal(a, b) }
-
 // answer is the form in which a desired value is remembered (KeyState.
 // Answers): JSON-encodable and stable through a JSON round trip. A number
 // too large for float64 (1e400) is kept as its text.
 func answer(v any) any {
 	switch x := v.(type) {
 	case json.Number:
-		if f, ok := number(x); ok {
+		if f, ok := shadowdoc.Number(x); ok {
 			return f
 		}
 		return "number " + string(x)
@@ -108,7 +78,7 @@ func setPath(doc map[string]any, path string, v any) {
 
 // describe names a JSON value's type for messages.
 func describe(v any) string {
-	if _, ok := number(v); ok {
+	if _, ok := shadowdoc.Number(v); ok {
 		return "a number"
 	}
 	switch v.(type) {
@@ -128,7 +98,7 @@ func describe(v any) string {
 
 // show renders a JSON value for a message.
 func show(v any) string {
-	if f, ok := number(v); ok {
+	if f, ok := shadowdoc.Number(v); ok {
 		return strconv.FormatFloat(f, 'g', -1, 64)
 	}
 	b, err := json.Marshal(v)
@@ -156,7 +126,7 @@ func parse(k *DesiredKey, raw any) (devices.Value, error) {
 		}
 		return devices.Bool(b), nil
 	case devices.TypeNumber:
-		f, ok := number(raw)
+		f, ok := shadowdoc.Number(raw)
 		if !ok {
 			if _, isNum := raw.(json.Number); isNum {
 				return devices.Value{}, fmt.Errorf("%s: %s is not a finite number", name, show(raw))
@@ -219,7 +189,7 @@ func fromAny(v any, t devices.Type) (devices.Value, bool) {
 		b, ok := v.(bool)
 		return devices.Bool(b), ok
 	case devices.TypeNumber:
-		f, ok := number(v)
+		f, ok := shadowdoc.Number(v)
 		return devices.Number(f), ok
 	case devices.TypeEnum:
 		s, ok := v.(string)
