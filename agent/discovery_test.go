@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -93,36 +94,85 @@ shadows:
 `
 }
 
-// runGG runs an agent on cfgYAML until the test ends and returns it once
-// converged.
-func runGG(t *testing.T, yaml, state string) *Agent {
+// ggAgent is an agent running on the fake HAL until the test ends.
+type ggAgent struct {
+	*Agent
+	hal    *fake.HAL
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startGG starts an agent on yaml (firstGet: Deps.FirstGetWait, 0 for the
+// default) without waiting for anything.
+func startGG(t *testing.T, yaml, state string, firstGet time.Duration) *ggAgent {
 	t.Helper()
 	cfg := parseConfig(t, yaml, state)
+	h := fake.New(fake.WithPins("pinctrl-bcm2711/17"))
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ag, err := New(cfg, Deps{HAL: fake.New(), Logger: log, StopTimeout: 3 * time.Second,
+	ag, err := New(cfg, Deps{HAL: h, Logger: log, StopTimeout: 3 * time.Second, FirstGetWait: firstGet,
 		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	g := &ggAgent{Agent: ag, hal: h, cancel: cancel, done: done}
 	go func() { done <- ag.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Error("agent did not stop")
+		if err := g.stop(); err != nil {
+			t.Error(err)
 		}
 	})
+	return g
+}
+
+// stop stops the agent and returns Run's error (once; later calls: nil).
+func (g *ggAgent) stop() error {
+	if g.done == nil {
+		return nil
+	}
+	done := g.done
+	g.done = nil
+	g.cancel()
 	select {
-	case <-ag.Ready():
 	case err := <-done:
+		return err
+	case <-time.After(wait):
+		return errors.New("agent did not stop")
+	}
+}
+
+// ready waits until the agent has converged.
+func (g *ggAgent) ready(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.Ready():
+	case err := <-g.done:
 		t.Fatalf("agent stopped: %v", err)
 	case <-time.After(wait):
-		t.Fatalf("agent never converged: %+v", ag.Status().Connection)
+		t.Fatalf("agent never converged: %+v", g.Status().Connection)
 	}
-	return ag
+}
+
+// runGG runs an agent on yaml until the test ends and returns it once
+// converged.
+func runGG(t *testing.T, yaml, state string) *Agent {
+	t.Helper()
+	g := startGG(t, yaml, state, 0)
+	g.ready(t)
+	return g.Agent
+}
+
+// heaterOpened waits until the heater's line is opened and returns the op.
+func (g *ggAgent) heaterOpened(t *testing.T, why string) fake.Op {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	op, err := g.hal.Log().Wait(ctx, fake.Match(fake.OpOpen, "pinctrl-bcm2711/17"))
+	if err != nil {
+		t.Fatalf("the heater was not opened %s: %v", why, err)
+	}
+	return op
 }
 
 // heaterFollows: a desired change made in the cloud reaches the relay and
@@ -205,35 +255,12 @@ func TestDiscoveryDoesNotHoldTheOutputs(t *testing.T) {
 		}
 	})
 	yaml := strings.Replace(ggConfig(pki, "127.0.0.1:"+freePort(t), ln.Addr().String()), "timeout: 2s", "timeout: 5m", 1)
-	cfg := parseConfig(t, yaml, t.TempDir())
-	h := fake.New(fake.WithPins("pinctrl-bcm2711/17"))
-	ag, err := New(cfg, Deps{HAL: h, FirstGetWait: 50 * time.Millisecond, StopTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	wctx, wcancel := context.WithTimeout(context.Background(), wait)
-	op, err := h.Log().Wait(wctx, fake.Match(fake.OpOpen, "pinctrl-bcm2711/17"))
-	wcancel()
-	if err != nil {
-		cancel()
-		<-done
-		t.Fatalf("the heater was not opened while discovery hung: %v", err)
-	}
-	if op.Level {
+	g := startGG(t, yaml, t.TempDir(), 50*time.Millisecond)
+	if op := g.heaterOpened(t, "while discovery hung"); op.Level {
 		t.Errorf("heater opened at %v, want its boot value (off)", op.Level)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("a stop during discovery: Run returned %v, want nil", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("Run did not return after a stop during discovery")
+	if err := g.stop(); err != nil {
+		t.Errorf("a stop during discovery: %v, want a normal stop (nil)", err)
 	}
 }
 
@@ -275,41 +302,13 @@ func TestAgentWaitsForACoreWithoutFallback(t *testing.T) {
 	disc := "127.0.0.1:" + freePort(t) // nothing there yet
 	yaml := strings.Replace(ggConfig(pki, "127.0.0.1:"+freePort(t), disc), "    attempts: 1\n",
 		"    attempts: 1\n    fallback: false\n    rediscover_interval: 1s\n", 1)
-	cfg := parseConfig(t, yaml, t.TempDir())
-	h := fake.New(fake.WithPins("pinctrl-bcm2711/17"))
-	ag, err := New(cfg, Deps{HAL: h, FirstGetWait: 50 * time.Millisecond, StopTimeout: 3 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-		Shadow: shadowsync.Options{Timeout: 2 * time.Second, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Error("agent did not stop")
-		}
-	})
-	wctx, wcancel := context.WithTimeout(context.Background(), wait)
-	defer wcancel()
-	if _, err := h.Log().Wait(wctx, fake.Match(fake.OpOpen, "pinctrl-bcm2711/17")); err != nil {
-		t.Fatalf("the heater was not opened while discovery was refused: %v", err)
-	}
-	if ep := ag.Status().Connection.Endpoint; ep != "Greengrass discovery (no core chosen yet)" {
+	g := startGG(t, yaml, t.TempDir(), 50*time.Millisecond)
+	g.heaterOpened(t, "while discovery was refused")
+	if ep := g.Status().Connection.Endpoint; ep != "Greengrass discovery (no core chosen yet)" {
 		t.Errorf("status endpoint %q while no core is known", ep)
 	}
 
 	c, _, _ := ggCloudAt(t, pki, disc, "")
-	select {
-	case <-ag.Ready():
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(wait):
-		t.Fatalf("the agent never found the core that came up: %+v", ag.Status().Connection)
-	}
+	g.ready(t) // it found the core that came up
 	heaterFollows(t, c, true)
 }
