@@ -18,7 +18,7 @@ import (
 )
 
 // DiscoveryDir is the directory under state_dir where Greengrass discovery
-// keeps the group CAs and the last answer (for starts without internet).
+// keeps the last answer, group CAs included (for starts without internet).
 const DiscoveryDir = "discovery"
 
 // discoveryCache is the last successful discovery answer.

@@ -18,15 +18,13 @@
 //   - Retry.Do: the v1 sample's policy (up to 10 tries, waiting 1, 2, 4 … s
 //     capped at 32 s), stopping at once on 400, 401 and 404 (see
 //     Permanent), on an injectable sleeper.
-//   - Connect: tries every connectivity entry of every core, in order, with
-//     an iot.Client whose only trusted CA is the group's, verifying the
-//     core's certificate against the entry's HostAddress (Greengrass issues
-//     the core's MQTT server certificate for its connectivity addresses);
-//     it falls back to the IoT Core endpoint when none answers, and says
-//     which entry it used.
 //   - Router: an iot.Router that sends each attempt of one long-lived
-//     client to an entry of the answer (staying on the one that worked),
-//     then the fallback, and asks the API again after a whole round failed,
+//     client to a connectivity entry of the answer, in order, trusting only
+//     the entry's group CAs and verifying the core's certificate against
+//     the entry's HostAddress (Greengrass issues the core's MQTT server
+//     certificate for its connectivity addresses); it stays on the entry
+//     that worked, tries the fallback (the IoT Core endpoint) after the
+//     cores, and asks the API again after a whole round failed,
 //     rate-limited: how the agent follows a core that moved.
 //
 // The local cloud (package localcloud, `agent cloud --discovery-listen`)

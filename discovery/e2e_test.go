@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pinshadow/pinshadow/iot"
 	"github.com/pinshadow/pinshadow/localcloud"
 )
 
@@ -32,15 +34,12 @@ func TestEndToEndWithTheLocalCloudAsCore(t *testing.T) {
 		cands[0].Entry.HostAddress != "127.0.0.1" || cands[0].Entry.PortNumber != mp || retried != 0 {
 		t.Fatalf("discovered %+v (retried %d), want the local cloud's mqtts listener", cands, retried)
 	}
-	conn, err := Connect(context.Background(), resp, ConnectOptions{Device: device(dir, "e2e-thing"), CADir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	routed := newRouted(t, resp, device(dir, "e2e-thing"), nil)
+	routed.until(t, iot.EventOnline)
+	if d := routed.Destination(); !strings.Contains(d, localcloud.DiscoveryCoreArn) {
+		t.Fatalf("connected via %s", d)
 	}
-	defer closeClient(t, conn.Client)
-	if conn.Fallback || conn.Candidate.CoreArn != localcloud.DiscoveryCoreArn {
-		t.Fatalf("connected via %s", conn.Endpoint())
-	}
-	shadowRoundTrip(t, conn.Client, "e2e-thing")
+	shadowRoundTrip(t, routed.Client, "e2e-thing")
 
 	t.Run("ALPN x-amzn-http-ca as on port 443", func(t *testing.T) {
 		c := newClient(t, dir, net.JoinHostPort(dh, strconv.Itoa(dp)), nil)

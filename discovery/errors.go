@@ -27,7 +27,7 @@ var (
 	ErrTimeout = errors.New("discovery: timed out")
 	// ErrResponseTooLarge: the body exceeded Config.MaxResponseBytes.
 	ErrResponseTooLarge = errors.New("discovery: response too large")
-	// ErrNoCore: Connect reached none of the candidates (see *ConnectError).
+	// ErrNoCore: a Router has no core address (or fallback) to route to.
 	ErrNoCore = errors.New("discovery: no Greengrass core reachable")
 )
 
@@ -88,30 +88,3 @@ func (e *StatusError) Is(target error) bool {
 func Permanent(err error) bool {
 	return errors.Is(err, ErrBadRequest) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound)
 }
-
-// Attempt is one connectivity entry Connect tried and why it failed.
-type Attempt struct {
-	Candidate Candidate
-	Err       error
-}
-
-// ConnectError says that no candidate could be reached, and why each
-// failed. It matches ErrNoCore.
-type ConnectError struct {
-	Attempts []Attempt
-}
-
-// Error lists every attempt.
-func (e *ConnectError) Error() string {
-	if len(e.Attempts) == 0 {
-		return "discovery: the response lists no core connectivity entries"
-	}
-	msg := fmt.Sprintf("discovery: none of %d core connectivity entries could be reached:", len(e.Attempts))
-	for _, a := range e.Attempts {
-		msg += fmt.Sprintf("\n  %s: %v", a.Candidate, a.Err)
-	}
-	return msg
-}
-
-// Is matches ErrNoCore.
-func (e *ConnectError) Is(target error) bool { return target == ErrNoCore }

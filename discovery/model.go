@@ -49,7 +49,7 @@ var ErrResponse = errors.New("discovery: malformed response")
 // Parse decodes a discovery response body. It rejects anything that is not
 // one JSON object of the documented shape (wrong types, trailing data);
 // unknown fields are ignored, as AWS may add some. Entries are not
-// validated here: an unusable address is one failed attempt in Connect,
+// validated here: an unusable address is one entry a Router leaves out,
 // not a reason to lose the other entries.
 func Parse(body []byte) (*Response, error) {
 	if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
@@ -130,7 +130,7 @@ type Candidate struct {
 }
 
 // Candidates lists every connectivity entry of every core of every group,
-// in response order: the order Connect tries them in.
+// in response order: the order a Router tries them in.
 func (r *Response) Candidates() []Candidate {
 	var out []Candidate
 	for _, g := range r.Groups {
@@ -141,11 +141,6 @@ func (r *Response) Candidates() []Candidate {
 		}
 	}
 	return out
-}
-
-// String names the candidate for logs: "core ARN entry ID (host:port)".
-func (c Candidate) String() string {
-	return fmt.Sprintf("core %s entry %q (%s)", c.CoreArn, c.Entry.ID, net.JoinHostPort(c.Entry.HostAddress, strconv.Itoa(c.Entry.PortNumber)))
 }
 
 // Endpoint returns the entry's host:port, or why it cannot be dialled.

@@ -13,6 +13,11 @@ import (
 	"github.com/pinshadow/pinshadow/iot"
 )
 
+// DefaultEntryTimeout is the connect timeout the agent gives one attempt on
+// one core address (connection.discovery.connect_timeout): the next address
+// may be the one that answers.
+const DefaultEntryTimeout = 10 * time.Second
+
 // DefaultRediscoverInterval is the least time between two discovery
 // requests a Router makes (AWS throttles the discovery API per account).
 const DefaultRediscoverInterval = time.Minute

@@ -129,7 +129,56 @@ func shadowRoundTrip(t *testing.T, c *iot.Client, thing string) {
 	}
 }
 
-func TestConnectTriesEveryEntryInOrder(t *testing.T) {
+// routed is a client routed over resp (fallback: the configured endpoint
+// after the cores), with every failed attempt's error in order.
+type routed struct {
+	*iot.Client
+	events <-chan iot.Event
+	stop   func()
+	failed []error
+}
+
+func newRouted(t *testing.T, resp *Response, dev iot.Config, fallback *iot.Route) *routed {
+	t.Helper()
+	dev.Router = NewRouter(resp, RouterOptions{Fallback: fallback})
+	dev.Backoff = iot.BackoffConfig{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond, Jitter: iot.JitterNone}
+	dev.ConnectTimeout = 5 * time.Second
+	cl, err := iot.New(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, stop := cl.Watch(64)
+	r := &routed{Client: cl, events: ev, stop: stop}
+	t.Cleanup(func() {
+		r.stop()
+		closeClient(t, cl)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_ = cl.Connect(ctx) // a TLS failure ends Connect early; the client keeps trying
+	return r
+}
+
+// until reads events until one of typ, recording failed attempts.
+func (r *routed) until(t *testing.T, typ iot.EventType) {
+	t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case e := <-r.events:
+			if e.Type == iot.EventConnectFailed {
+				r.failed = append(r.failed, e.Err)
+			}
+			if e.Type == typ {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %v event; failed attempts so far: %v", typ, r.failed)
+		}
+	}
+}
+
+func TestRoutedClientTriesEveryEntryInOrder(t *testing.T) {
 	dir := pki(t, "dev")
 	core := localCore(t, dir)
 	host, port := listenerAddr(t, core, "mqtts")
@@ -140,50 +189,23 @@ func TestConnectTriesEveryEntryInOrder(t *testing.T) {
 			{ID: "wrong-ca", HostAddress: host, PortNumber: port},
 		}}}},
 		{ID: "right", CAs: []string{readPEM(t, dir)}, Cores: []Core{{ThingArn: "core-b", Connectivity: []Connectivity{
-			{ID: "no-host", PortNumber: port},
+			{ID: "no-host", PortNumber: port}, // left out: nothing to dial
 			{ID: "works", HostAddress: host, PortNumber: port},
 			{ID: "never-tried", HostAddress: host, PortNumber: port},
 		}}}},
 	}}
-	var told []string
-	caDir := filepath.Join(t.TempDir(), "cas")
-	conn, err := Connect(context.Background(), resp, ConnectOptions{
-		Device: device(dir, "dev"), CADir: caDir,
-		OnAttempt: func(a Attempt) { told = append(told, a.Candidate.Entry.ID) },
-	})
-	if err != nil {
-		t.Fatal(err)
+	c := newRouted(t, resp, device(dir, "dev"), nil)
+	c.until(t, iot.EventOnline)
+	if d := c.Destination(); !strings.Contains(d, `core-b, entry "works"`) {
+		t.Fatalf("connected via %q, want core-b entry works", d)
 	}
-	defer closeClient(t, conn.Client)
-	if conn.Fallback || conn.Candidate.Entry.ID != "works" || conn.Candidate.CoreArn != "core-b" || conn.Candidate.GroupID != "right" {
-		t.Fatalf("connected via %s (fallback %v), want core-b entry works", conn.Endpoint(), conn.Fallback)
+	if len(c.failed) != 2 || !strings.Contains(c.failed[0].Error(), "refused") || !errors.Is(c.failed[1], iot.ErrTLS) {
+		t.Fatalf("failed attempts %v, want the closed port refused, then the wrong CA's TLS failure", c.failed)
 	}
-	if !strings.Contains(conn.Endpoint(), `entry "works"`) {
-		t.Errorf("Endpoint() = %q", conn.Endpoint())
-	}
-	var ids []string
-	for _, a := range conn.Failed {
-		ids = append(ids, a.Candidate.Entry.ID)
-	}
-	if strings.Join(ids, ",") != "closed,wrong-ca,no-host" || strings.Join(told, ",") != "closed,wrong-ca,no-host" {
-		t.Fatalf("failed entries %v (told %v), want closed, wrong-ca, no-host", ids, told)
-	}
-	if err := conn.Failed[0].Err; !strings.Contains(err.Error(), "refused") {
-		t.Errorf("closed port: %v", err)
-	}
-	if err := conn.Failed[1].Err; !errors.Is(err, iot.ErrTLS) {
-		t.Errorf("wrong CA: %v, want iot.ErrTLS", err)
-	}
-	if err := conn.Failed[2].Err; !strings.Contains(err.Error(), "no HostAddress") {
-		t.Errorf("no host: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(caDir, "group-right.pem")); err != nil {
-		t.Errorf("group CA not kept: %v", err)
-	}
-	shadowRoundTrip(t, conn.Client, "dev")
+	shadowRoundTrip(t, c.Client, "dev")
 }
 
-func TestConnectVerifiesTheCoreHostName(t *testing.T) {
+func TestRoutedClientVerifiesTheCoreHostName(t *testing.T) {
 	dir := pki(t, "dev")
 	core := localCore(t, dir)
 	_, port := listenerAddr(t, core, "mqtts")
@@ -192,11 +214,7 @@ func TestConnectVerifiesTheCoreHostName(t *testing.T) {
 	resp := &Response{Groups: []Group{{ID: "g", CAs: []string{readPEM(t, dir)}, Cores: []Core{{ThingArn: "c", Connectivity: []Connectivity{
 		{ID: "by-name", HostAddress: "localhost", PortNumber: port},
 	}}}}}}
-	conn, err := Connect(context.Background(), resp, ConnectOptions{Device: device(dir, "dev"), CADir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("localhost is in the certificate: %v", err)
-	}
-	closeClient(t, conn.Client)
+	newRouted(t, resp, device(dir, "dev"), nil).until(t, iot.EventOnline)
 
 	// A certificate issued for another name is refused even from the
 	// right CA.
@@ -219,61 +237,33 @@ func TestConnectVerifiesTheCoreHostName(t *testing.T) {
 	resp = &Response{Groups: []Group{{ID: "g", CAs: []string{string(ca.CertPEM)}, Cores: []Core{{ThingArn: "c", Connectivity: []Connectivity{
 		{ID: "by-ip", HostAddress: h, PortNumber: p},
 	}}}}}}
-	_, err = Connect(context.Background(), resp, ConnectOptions{Device: device(dir, "dev"), CADir: t.TempDir()})
-	var ce *ConnectError
-	if !errors.As(err, &ce) || len(ce.Attempts) != 1 || !errors.Is(ce.Attempts[0].Err, iot.ErrTLS) || !strings.Contains(ce.Attempts[0].Err.Error(), "127.0.0.1") {
+	c := newRouted(t, resp, device(dir, "dev"), nil)
+	c.until(t, iot.EventConnectFailed)
+	if err := c.failed[0]; !errors.Is(err, iot.ErrTLS) || !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Fatalf("err = %v, want a TLS host name failure", err)
+	}
+	if c.State() == iot.StateOnline {
+		t.Fatal("online with a core certificate for another name")
 	}
 }
 
 func readPEMBytes(t *testing.T, dir string) []byte { return []byte(readPEM(t, dir)) }
 
-func TestConnectFallback(t *testing.T) {
+// No core answers: the fallback (the configured endpoint, with its own CA)
+// serves.
+func TestRoutedClientFallback(t *testing.T) {
 	dir := pki(t, "dev")
 	core := localCore(t, dir)
-	h, p := listenerAddr(t, core, "mqtt")
+	h, p := listenerAddr(t, core, "mqtts")
 	resp := &Response{Groups: []Group{{ID: "g", CAs: []string{readPEM(t, dir)}, Cores: []Core{{ThingArn: "c", Connectivity: []Connectivity{
 		{ID: "closed", HostAddress: "127.0.0.1", PortNumber: closedPort(t)},
 	}}}}}}
 	dev := device(dir, "dev")
-
-	t.Run("without fallback", func(t *testing.T) {
-		_, err := Connect(context.Background(), resp, ConnectOptions{Device: dev, CADir: t.TempDir()})
-		if !errors.Is(err, ErrNoCore) || !strings.Contains(err.Error(), `entry "closed"`) {
-			t.Errorf("err = %v", err)
-		}
-		if _, err := Connect(context.Background(), &Response{}, ConnectOptions{Device: dev, CADir: t.TempDir()}); !errors.Is(err, ErrNoCore) || !strings.Contains(err.Error(), "no core") {
-			t.Errorf("empty response: %v", err)
-		}
-	})
-	t.Run("to the IoT Core endpoint", func(t *testing.T) {
-		dev := dev
-		dev.Transport, dev.Endpoint = iot.TransportTCP, net.JoinHostPort(h, strconv.Itoa(p))
-		conn, err := Connect(context.Background(), resp, ConnectOptions{Device: dev, CADir: t.TempDir(), Fallback: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closeClient(t, conn.Client)
-		if !conn.Fallback || len(conn.Failed) != 1 || conn.Client.State() != iot.StateIdle {
-			t.Fatalf("fallback %v failed %v state %v", conn.Fallback, conn.Failed, conn.Client.State())
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		if err := conn.Client.Connect(ctx); err != nil {
-			t.Fatal(err)
-		}
-		shadowRoundTrip(t, conn.Client, "dev")
-	})
-	t.Run("cancelled", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if _, err := Connect(ctx, resp, ConnectOptions{Device: dev, CADir: t.TempDir(), Fallback: true}); !errors.Is(err, context.Canceled) {
-			t.Errorf("err = %v", err)
-		}
-	})
-	t.Run("CADir required", func(t *testing.T) {
-		if _, err := Connect(context.Background(), resp, ConnectOptions{Device: dev}); err == nil {
-			t.Error("no error without CADir")
-		}
-	})
+	dev.Endpoint, dev.CAFile = net.JoinHostPort(h, strconv.Itoa(p)), filepath.Join(dir, devcerts.CACertFile)
+	c := newRouted(t, resp, dev, &iot.Route{Name: "IoT Core (fallback)"})
+	c.until(t, iot.EventOnline)
+	if d := c.Destination(); d != "IoT Core (fallback)" || len(c.failed) != 1 || !strings.Contains(c.failed[0].Error(), "refused") {
+		t.Fatalf("connected via %q after %v, want the fallback after the closed entry", d, c.failed)
+	}
+	shadowRoundTrip(t, c.Client, "dev")
 }
